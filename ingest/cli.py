@@ -1,0 +1,252 @@
+"""`feedback-ingest`: one command line for operators, desk tools and connector authors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ingest import __version__
+from ingest.errors import ConfigError, TransientError
+from ingest.log import configure_logging
+from ingest.settings import Settings, load_settings
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ingest.runtime.supervisor import Worker
+
+    settings = _settings(args)
+    configure_logging(settings.log.level, settings.log.format)
+    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    stats = asyncio.run(Worker(settings, roles, once=args.once).run())
+    if args.once:
+        print(f"published {stats.published} events", file=sys.stderr)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ingest.demo import run_demo
+
+    return run_demo(serve=args.serve, state_dir=args.state_dir, as_json=args.json)
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from ingest.classify_cli import classify_stream
+
+    settings = _settings(args)
+    configure_logging("warning", settings.log.format)
+    return classify_stream(
+        settings, sys.stdin.buffer, sys.stdout.buffer, workers=args.workers, chunk_size=args.chunk
+    )
+
+
+def _feed(args: argparse.Namespace) -> int:
+    from ingest.abc import FeedQuery
+    from ingest.codec import record_to_dict
+    from ingest.render import feed_table
+    from ingest.runtime.components import make_feed
+
+    settings = _settings(args)
+    configure_logging("warning", settings.log.format)
+
+    async def read() -> list[Any]:
+        feed = make_feed(settings)
+        await feed.start()
+        try:
+            return await feed.top(
+                FeedQuery(limit=args.limit, urgency=args.level, channel=args.channel)
+            )
+        finally:
+            await feed.close()
+
+    records = asyncio.run(read())
+    if args.json:
+        for r in records:
+            sys.stdout.buffer.write(orjson.dumps(record_to_dict(r)) + b"\n")
+    else:
+        print(feed_table(records, settings.classify.timezone))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from ingest.check import run_checks
+
+    settings = _settings(args)
+    configure_logging("warning", settings.log.format)
+    return asyncio.run(run_checks(settings))
+
+
+def _dead(args: argparse.Namespace) -> int:
+    from ingest.dead import dead_list, dead_replay
+
+    settings = _settings(args)
+    configure_logging("warning", settings.log.format)
+    if args.dead_command == "list":
+        return asyncio.run(dead_list(settings, limit=args.limit, as_json=args.json))
+    return asyncio.run(dead_replay(settings, ids=args.id or None, replay_all=args.all))
+
+
+def _parse(args: argparse.Namespace) -> int:
+    from ingest import registry
+    from ingest.codec import event_to_dict
+    from ingest.options import parse_options
+
+    cls = registry.connector_class(args.channel, key="CHANNEL")
+    options: dict[str, Any] = {}
+    for item in args.option or ():
+        key, _, value = item.partition("=")
+        options[key] = value
+    example = cls.Options.example() if not options else parse_options(cls.Options, options)
+    events, bad = cls.parse_payload(Path(args.file).read_bytes(), example)
+    for event in events:
+        sys.stdout.buffer.write(orjson.dumps(event_to_dict(event)) + b"\n")
+    for item in bad:
+        print(f"bad input {item.ref}: {item.reason}", file=sys.stderr)
+    return 1 if bad and not events else 0
+
+
+def _plugins(_: argparse.Namespace) -> int:
+    from ingest import registry
+
+    builtin = registry.CONNECTORS
+    for name, target in sorted(registry.connector_types().items()):
+        origin = "built-in" if name in builtin else "plugin"
+        try:
+            cls = registry.import_string(target)
+            description = f"{cls.mode:4}  {cls.description}"
+        except Exception as exc:
+            description = f"cannot import: {exc}"
+        print(f"{name:20} {origin:8} {description}")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    from ingest.runtime.components import make_connectors
+
+    if args.config_command == "example":
+        print((Path(__file__).parent / "data" / "example.toml").read_text(encoding="utf-8"), end="")
+        return 0
+    settings = load_settings(args.file)
+    make_connectors(settings)  # validates each connector's own options
+    from ingest.classify import Chain, ChainSpec
+
+    Chain(ChainSpec.from_settings(settings.classify))
+    print(
+        f"{args.file}: ok ({len(settings.connectors)} connectors, "
+        f"{'embedded' if settings.embedded else 'broker'} mode)"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="feedback-ingest",
+        description="Customer feedback from every channel, most pressing complaint first.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, handler: Handler, help_text: str, config: bool = True
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if config:
+            p.add_argument(
+                "--config",
+                help="TOML settings file (default: $FEEDBACK_CONFIG, else embedded defaults)",
+            )
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("run", _run, "run the worker: any combination of roles in one process")
+    p.add_argument(
+        "--roles",
+        default="connectors,processors,sinks,desk",
+        help="comma-separated: connectors, processors, sinks, desk (default: all)",
+    )
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="one pass of every pull connector, drain the pipeline, exit 0",
+    )
+
+    p = command(
+        "demo",
+        _demo,
+        "run everything embedded on bundled sample feedback and print the prioritised feed",
+        config=False,
+    )
+    p.add_argument("--serve", action="store_true", help="keep the worker and its HTTP server up")
+    p.add_argument("--state-dir", help="keep the demo's state here (default: a temporary dir)")
+    p.add_argument("--json", action="store_true", help="records as JSON lines")
+
+    p = command(
+        "classify",
+        _classify,
+        "classify events read as JSON lines on stdin; one record per line on stdout",
+    )
+    p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
+    p.add_argument("--chunk", type=int, default=64, help="lines per work unit")
+
+    p = command("feed", _feed, "the open feed in priority order")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--level", choices=("urgent", "important", "general"))
+    p.add_argument("--channel")
+    p.add_argument("--json", action="store_true")
+
+    command("check", _check, "test every configured connection and connector")
+
+    p = command("dead", _dead, "inspect and replay the parking lot (feedback.dead)")
+    dead_sub = p.add_subparsers(dest="dead_command", required=True, metavar="ACTION")
+    dl = dead_sub.add_parser("list", help="show parked messages with their reasons")
+    dl.add_argument("--limit", type=int, default=100)
+    dl.add_argument("--json", action="store_true")
+    dr = dead_sub.add_parser("replay", help="send parked messages back where they failed")
+    dr.add_argument("--id", action="append", help="x-feedback-id or message number to replay")
+    dr.add_argument("--all", action="store_true", help="replay every parked message")
+
+    p = command("parse", _parse, "run a connector's pure parser on a saved payload", config=False)
+    p.add_argument("channel", metavar="CHANNEL", help="connector type, e.g. file_drop")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-o", "--option", action="append", help="connector option key=value")
+
+    command(
+        "plugins", _plugins, "list connector types (built-in and installed plugins)", config=False
+    )
+
+    p = command("config", _config, "validate a settings file or print an example", config=False)
+    cfg_sub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    cv = cfg_sub.add_parser("validate", help="check a settings file")
+    cv.add_argument("file")
+    cfg_sub.add_parser("example", help="print an example settings file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+        return code
+    except ConfigError as exc:
+        print(f"feedback-ingest: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except TransientError as exc:
+        print(f"feedback-ingest: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

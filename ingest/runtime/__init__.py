@@ -1,0 +1,2 @@
+"""The runtime: builds components from settings and runs the roles (connectors,
+processors, sinks, desk) under one supervisor."""

@@ -1,0 +1,60 @@
+"""Shared fixtures: real services, skipped locally when missing, a failure in CI.
+
+Service URLs can be overridden with FEEDBACK_TEST_AMQP_URL, FEEDBACK_TEST_REDIS_URL
+and FEEDBACK_TEST_PG_URL.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from urllib.parse import urlparse
+
+import pytest
+
+AMQP_URL = os.environ.get("FEEDBACK_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+REDIS_URL = os.environ.get("FEEDBACK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+PG_URL = os.environ.get("FEEDBACK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1",
+                                       parsed.port or default_port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, url: str, default_port: int) -> str:
+    """Return `url` if the service answers; otherwise skip (locally) or fail (CI)."""
+    if _reachable(url, default_port):
+        return url
+    message = f"{name} is not reachable at {url}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: a missing service is a failure, not a skip)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    return require_service("RabbitMQ", AMQP_URL, 5672)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return require_service("Redis", REDIS_URL, 6379)
+
+
+@pytest.fixture
+def pg_url() -> str:
+    return require_service("PostgreSQL", PG_URL, 5432)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique token to isolate a test's keys, queues, schemas."""
+    return uuid.uuid4().hex[:10]
