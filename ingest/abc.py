@@ -6,6 +6,7 @@ talks to these types, so `ingest/` never names a channel, a rule or a database.
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ class Connector(ABC):
     """Registry name, e.g. "file_drop"."""
     description: ClassVar[str]
     mode: ClassVar[Literal["pull", "push"]]
-    Options: ClassVar[type[Any]]
+    Options: ClassVar[builtins.type[Any]]
     """A frozen dataclass of the connector's options, built by `ingest.options.parse_options`
     from its `[connectors.<name>]` table (minus `type`); it has a classmethod `example()`."""
 

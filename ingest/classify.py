@@ -68,8 +68,11 @@ Outcome = tuple[str, bytes | str, str]
 _CHAIN: Chain | None = None
 
 
-def _init_worker(spec: ChainSpec) -> None:
+def _init_worker(spec: ChainSpec, log_level: str = "warning") -> None:
     global _CHAIN
+    from ingest.log import configure_logging
+
+    configure_logging(log_level)  # stderr, JSON: never mixed into `classify`'s stdout
     _CHAIN = Chain(spec)
 
 

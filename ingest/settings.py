@@ -60,7 +60,7 @@ class ClassifySettings:
     workers: int = 0
     """Processes for the classification chain; 0 = one per core."""
     timezone: str = "Asia/Shanghai"
-    customer_ref_key: Secret = Secret("")
+    customer_ref_key: Secret = Secret("")  # noqa: RUF009 - immutable str subclass
     options: dict[str, Any] = field(default_factory=dict)
     """Per-step option tables: `[classify.options.urgency] rules_file = "…"`."""
 

@@ -7,9 +7,12 @@ and FEEDBACK_TEST_PG_URL.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import uuid
-from urllib.parse import urlparse
+from collections.abc import Iterator
+from urllib.parse import quote, urlparse
 
 import pytest
 
@@ -58,3 +61,30 @@ def pg_url() -> str:
 def unique() -> str:
     """A short unique token to isolate a test's keys, queues, schemas."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def amqp_vhost_url() -> Iterator[str]:
+    """A throwaway RabbitMQ vhost for the whole session, so tests may purge the contract
+    queues (whose names are fixed) without touching anyone's "/" vhost.
+
+    Needs `rabbitmqctl` on this host (a few hundred ms per call, hence once per session);
+    without it the tests run in the vhost of FEEDBACK_TEST_AMQP_URL, which must then be a
+    broker of its own (as in CI).
+    """
+    url = require_service("RabbitMQ", AMQP_URL, 5672)
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    if rabbitmqctl is None:
+        yield url
+        return
+    vhost = f"feedback-test-{uuid.uuid4().hex[:8]}"
+
+    def ctl(*args: str) -> None:
+        subprocess.run([rabbitmqctl, *args], check=True, capture_output=True, timeout=60)
+
+    ctl("add_vhost", vhost)
+    try:
+        ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield urlparse(url)._replace(path="/" + quote(vhost, safe="")).geturl()
+    finally:
+        ctl("delete_vhost", vhost)

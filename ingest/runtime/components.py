@@ -18,7 +18,8 @@ def make_bus(settings: Settings) -> Bus:
     if settings.broker.url is None:
         from ingest.bus.memory import MemoryBus
 
-        return MemoryBus(topology)
+        memory: Bus = MemoryBus(topology)
+        return memory
     from ingest.bus.amqp import AmqpBus
 
     return AmqpBus(

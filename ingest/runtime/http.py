@@ -57,9 +57,8 @@ class HttpServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        if sockets:
-            self.port = sockets[0].getsockname()[1]  # port 0 → the one the OS chose
+        if self._runner.addresses:  # port 0 → the one the OS chose
+            self.port = int(self._runner.addresses[0][1])
         log.info("http_listening", host=self.host, port=self.port)
 
     async def close(self) -> None:

@@ -5,6 +5,7 @@ re-reads the batch on restart; deterministic ids make that harmless."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 
 import structlog
@@ -69,10 +70,8 @@ class PullScheduler:
     async def _loop(self, connector: PullConnector) -> None:
         while not self.stopping.is_set():
             await self._poll_with_retry(connector, forever=True)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), connector.poll_interval_secs)
-            except TimeoutError:
-                pass
 
     async def _poll_with_retry(self, connector: PullConnector, *, forever: bool) -> int:
         backoff = Backoff(self._backoff_template.initial_secs, self._backoff_template.max_secs)

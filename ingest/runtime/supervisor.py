@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ingest import registry, telemetry
@@ -19,7 +19,7 @@ from ingest.errors import ConfigError
 from ingest.log import get_logger
 from ingest.runtime import components
 from ingest.runtime.backoff import Backoff
-from ingest.runtime.http import HttpServer, build_app
+from ingest.runtime.http import HttpServer, Probe, build_app
 from ingest.runtime.processor import ProcessorWorker
 from ingest.runtime.publish import Publisher
 from ingest.runtime.pull import PullScheduler
@@ -182,8 +182,7 @@ class Worker:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
-                    exc = await task if not task.cancelled() else None
-                    del exc
+                    await task
 
     def _in_flight(self) -> list[InFlight]:
         counters = [s.in_flight for s in self.sinks]
@@ -219,8 +218,8 @@ class Worker:
                 log.debug("depth_report_failed", error=str(exc))
             await asyncio.sleep(5)
 
-    def _probes(self) -> dict[str, registry.Any]:
-        probes = {"bus": self.bus.ping}
+    def _probes(self) -> dict[str, Probe]:
+        probes: dict[str, Probe] = {"bus": self.bus.ping}
         if self.feed is not None:
             probes["feed"] = self.feed.ping
         if self.store is not None:
@@ -228,7 +227,7 @@ class Worker:
         return probes
 
     @contextlib.contextmanager
-    def _signals(self) -> registry.Any:
+    def _signals(self) -> Iterator[None]:
         loop = asyncio.get_running_loop()
         installed = []
         for sig in (signal.SIGTERM, signal.SIGINT):

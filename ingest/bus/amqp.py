@@ -1,0 +1,484 @@
+"""The RabbitMQ bus over aio-pika: quorum queues, publisher confirms, manual acks.
+
+Decisions that keep it identical to `MemoryBus` (see ingest/bus/memory.py):
+- `delivery_count` is the quorum queue's `x-delivery-count` header + 1 (absent → 1).
+  RabbitMQ 3.10 sets the header on every delivery (0 on the first) and counts every
+  return: requeue and a consumer that went away.
+- `requeue()` is `basic.reject(requeue=True)`, not `basic.nack`: both count on 3.x, but
+  from RabbitMQ 4.3 only `reject` (and a closed channel) counts against the delivery
+  limit, and a requeue here is always a failed attempt.
+- A quorum queue dead-letters a message when it is returned more than `x-delivery-limit`
+  times, i.e. after x-delivery-limit + 1 deliveries. `Topology.delivery_limit` counts
+  deliveries, so queues are declared with `x-delivery-limit = delivery_limit - 1`.
+- `consume()` buffers what the broker pushes per queue and hands out the first listed
+  queue first; queues are subscribed in order, so on start-up the urgent backlog arrives
+  before the normal one. Priority is strict among buffered messages only: a message the
+  broker has not pushed yet (at most `prefetch` per queue are pushed) cannot be preferred.
+- Library errors become `TransientError` here, at the boundary; a queue or exchange that
+  exists with other arguments (PRECONDITION_FAILED) is a `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import aio_pika
+import orjson
+import pamqp.exceptions
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, ChannelPreconditionFailed
+from pamqp.commands import Basic
+from pamqp.common import FieldValue
+
+from ingest.bus.base import DLX, Bus, Delivery, OutMessage, Topology
+from ingest.bus.memory import (
+    BINDINGS,
+    BROKER_OWNED_HEADERS,
+    CONTRACT_QUEUES,
+    DEFAULT_PREFETCH,
+    EXCHANGES,
+    INGRESS_UNROUTED,
+    check_consume_args,
+    check_exchange,
+    check_queue,
+    dead_letter_headers,
+    public_headers,
+    settled_error,
+)
+from ingest.errors import ConfigError, TransientError
+
+H_DELIVERY_COUNT = "x-delivery-count"
+PUBLISH_WINDOW = 500
+"""Publishes of one `publish_many` awaiting their confirms at the same time."""
+
+_BROKER_ERRORS = (AMQPError, ChannelInvalidStateError, OSError, pamqp.exceptions.PAMQPException)
+"""What aio-pika/aiormq raise when the broker or the network fails (TimeoutError is an OSError)."""
+
+
+# --- the declared topology (deploy/rabbitmq/definitions.json holds the same) ----------
+
+
+def broker_delivery_limit(topology: Topology) -> int:
+    """`x-delivery-limit` counts returns, `Topology.delivery_limit` counts deliveries."""
+    return topology.delivery_limit - 1
+
+
+def exchange_arguments(name: str) -> dict[str, Any]:
+    alternate = EXCHANGES[name][1]
+    return {} if alternate is None else {"alternate-exchange": alternate}
+
+
+def queue_arguments(name: str, topology: Topology) -> dict[str, Any]:
+    if name not in CONTRACT_QUEUES:
+        raise ValueError(f"unknown queue {name!r}")
+    arguments: dict[str, Any] = {"x-queue-type": "quorum"}
+    if name != "feedback.dead":  # the parking lot keeps a message until someone acts on it
+        arguments["x-delivery-limit"] = broker_delivery_limit(topology)
+        arguments["x-dead-letter-exchange"] = DLX
+    return arguments
+
+
+async def declare_topology(
+    channel: AbstractChannel, topology: Topology
+) -> dict[str, AbstractExchange]:
+    """Declare every exchange, queue and binding (idempotent); return the exchanges."""
+    exchanges = {
+        name: await channel.declare_exchange(
+            name,
+            aio_pika.ExchangeType(kind),
+            durable=True,
+            internal=name == INGRESS_UNROUTED,
+            arguments=exchange_arguments(name),
+        )
+        for name, (kind, _) in EXCHANGES.items()
+    }
+    queues = {
+        name: await channel.declare_queue(
+            name, durable=True, arguments=queue_arguments(name, topology)
+        )
+        for name in CONTRACT_QUEUES
+    }
+    for exchange, key, queue in BINDINGS:
+        await queues[queue].bind(exchanges[exchange], routing_key=key)
+    return exchanges
+
+
+# --- deliveries ------------------------------------------------------------------------
+
+
+def header_text(value: FieldValue) -> str:
+    """Header values are strings on our bus; other AMQP field types are rendered as text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return orjson.dumps(value, default=str).decode()
+
+
+def delivery_count(message: AbstractIncomingMessage) -> int:
+    raw = (message.headers or {}).get(H_DELIVERY_COUNT)
+    if raw is None:
+        return 1
+    try:
+        return int(header_text(raw)) + 1
+    except ValueError:
+        return 1
+
+
+class AmqpDelivery(Delivery):
+    """A message received on a consume channel or by basic.get."""
+
+    def __init__(
+        self,
+        message: AbstractIncomingMessage,
+        queue: str,
+        timeout_secs: float,
+        on_settled: Callable[[AmqpDelivery], None],
+    ) -> None:
+        self.body = message.body
+        self.headers = {
+            key: header_text(value)
+            for key, value in (message.headers or {}).items()
+            if key not in BROKER_OWNED_HEADERS
+        }
+        self.routing_key = message.routing_key or ""
+        self.exchange = message.exchange or ""
+        self.queue = queue
+        self.delivery_count = delivery_count(message)
+        self._message = message
+        self._timeout_secs = timeout_secs
+        self._on_settled = on_settled
+        self._state: str | None = None
+
+    async def _settle(
+        self,
+        state: str,
+        action: Callable[[], Awaitable[None]],
+        *,
+        before: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Settle once: claim the delivery, run `before` (undone if it fails), then `action`."""
+        if self._state is not None:
+            raise settled_error(self, self._state)
+        self._state = state
+        if before is not None:
+            try:
+                await before()
+            except BaseException:
+                self._state = None
+                raise
+        try:
+            async with asyncio.timeout(self._timeout_secs):
+                await action()
+        except _BROKER_ERRORS as exc:
+            self._state = "lost with its channel; the broker redelivers it"
+            raise TransientError(
+                f"RabbitMQ: settling a delivery ({state}) failed: {exc!r}"
+            ) from exc
+        finally:
+            self._on_settled(self)
+
+    async def ack(self) -> None:
+        await self._settle("acked", self._message.ack)
+
+    async def requeue(self) -> None:
+        await self._settle("requeued", lambda: self._message.reject(requeue=True))
+
+    def _mark_returned(self) -> None:
+        """Its channel is closing: the broker takes the delivery back (count + 1)."""
+        if self._state is None:
+            self._state = "returned to its queue when its consumer closed"
+            self._on_settled(self)
+
+
+def _channel_closed(message: AbstractIncomingMessage) -> bool:
+    try:
+        return message.channel.is_closed
+    except ChannelInvalidStateError:
+        return True
+
+
+class _Consumer:
+    """Buffers pushed messages per queue; hands out first queue first, `prefetch` at most."""
+
+    def __init__(self, queues: Sequence[str], prefetch: int, timeout_secs: float) -> None:
+        self._queues = list(queues)
+        self._buffers: dict[str, deque[AbstractIncomingMessage]] = {q: deque() for q in queues}
+        self._prefetch = prefetch
+        self._timeout_secs = timeout_secs
+        self._unsettled: dict[int, AmqpDelivery] = {}
+        self._wakeup = asyncio.Event()
+        self._closed = False
+
+    def receiver(self, queue: str) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        async def receive(message: AbstractIncomingMessage) -> None:
+            if not self._closed:
+                self._buffers[queue].append(message)
+                self._wakeup.set()
+
+        return receive
+
+    def __aiter__(self) -> _Consumer:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        while not self._closed:
+            if len(self._unsettled) < self._prefetch:
+                delivery = self._take()
+                if delivery is not None:
+                    return delivery
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        raise StopAsyncIteration
+
+    def _take(self) -> AmqpDelivery | None:
+        for queue in self._queues:
+            buffer = self._buffers[queue]
+            while buffer:
+                message = buffer.popleft()
+                if _channel_closed(message):
+                    continue  # pushed before a reconnect: the broker has taken it back
+                delivery = AmqpDelivery(message, queue, self._timeout_secs, self._settled)
+                self._unsettled[id(delivery)] = delivery
+                return delivery
+        return None
+
+    def _settled(self, delivery: AmqpDelivery) -> None:
+        self._unsettled.pop(id(delivery), None)
+        self._wakeup.set()
+
+    def close(self) -> None:
+        self._closed = True
+        for delivery in list(self._unsettled.values()):
+            delivery._mark_returned()
+        for buffer in self._buffers.values():
+            buffer.clear()
+        self._wakeup.set()
+
+
+async def _close_quietly(closable: AbstractChannel | AbstractRobustConnection, secs: float) -> None:
+    """Close, ignoring a broker that is gone. aiormq cancels its own closing tasks when the
+    connection closes under a channel; that CancelledError is not a cancellation of ours."""
+    try:
+        async with asyncio.timeout(secs):
+            await closable.close()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise
+    except _BROKER_ERRORS:
+        pass
+
+
+class AmqpBus(Bus):
+    """The production bus: one robust connection, a confirm channel for publishing, a
+    channel per `consume()` and one for basic.get / depth / ping."""
+
+    def __init__(
+        self,
+        url: str,
+        topology: Topology | None = None,
+        *,
+        prefetch_default: int = DEFAULT_PREFETCH,
+        timeout_secs: float = 30.0,
+    ) -> None:
+        self.topology = topology or Topology()
+        if self.topology.delivery_limit < 1:
+            raise ValueError("topology.delivery_limit must be at least 1")
+        self._url = url
+        self._prefetch_default = prefetch_default
+        self._timeout_secs = timeout_secs
+        self._connection: AbstractRobustConnection | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._utility_channel: AbstractChannel | None = None
+        self._consumers: set[_Consumer] = set()
+        self._gotten: dict[int, AmqpDelivery] = {}
+
+    @asynccontextmanager
+    async def _broker(self, action: str) -> AsyncIterator[None]:
+        """Time-box one broker operation and translate library errors at the boundary."""
+        try:
+            async with asyncio.timeout(self._timeout_secs):
+                yield
+        except ChannelPreconditionFailed as exc:
+            raise ConfigError(
+                "broker",
+                f"{action}: the broker's topology differs from this worker's ({exc}); "
+                "queue arguments must equal deploy/rabbitmq/definitions.json",
+            ) from exc
+        except _BROKER_ERRORS as exc:
+            raise TransientError(f"RabbitMQ: {action} failed: {exc!r}") from exc
+
+    def _require_connection(self) -> AbstractRobustConnection:
+        if self._connection is None:
+            raise TransientError("RabbitMQ: the bus is not started (or already closed)")
+        return self._connection
+
+    async def start(self) -> None:
+        if self._connection is not None:
+            return
+        async with self._broker("connect"):
+            connection = await aio_pika.connect_robust(self._url, timeout=self._timeout_secs)
+        try:
+            async with self._broker("declare the topology"):
+                channel = await connection.channel(publisher_confirms=True)
+                self._exchanges = await declare_topology(channel, self.topology)
+        except BaseException:
+            await _close_quietly(connection, self._timeout_secs)
+            raise
+        self._connection = connection
+
+    async def close(self) -> None:
+        for consumer in list(self._consumers):
+            consumer.close()
+        for delivery in list(self._gotten.values()):
+            delivery._mark_returned()
+        connection, self._connection = self._connection, None
+        self._exchanges, self._utility_channel = {}, None
+        if connection is not None:
+            await _close_quietly(connection, self._timeout_secs)
+
+    async def _utility(self) -> AbstractChannel:
+        """The channel for basic.get, passive declares and ping, reopened if it died."""
+        connection = self._require_connection()
+        if self._utility_channel is None or self._utility_channel.is_closed:
+            self._utility_channel = await connection.channel(publisher_confirms=False)
+        return self._utility_channel
+
+    # --- publishing ----------------------------------------------------------------
+
+    def _exchange(self, name: str) -> AbstractExchange:
+        check_exchange(name)
+        self._require_connection()
+        return self._exchanges[name]
+
+    async def _publish(
+        self, exchange: AbstractExchange, routing_key: str, body: bytes, headers: Mapping[str, str]
+    ) -> None:
+        fields: dict[str, FieldValue] = dict(public_headers(headers))
+        message = aio_pika.Message(
+            body,
+            headers=fields,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        async with self._broker(f"publish to {exchange.name}"):
+            confirmation = await exchange.publish(message, routing_key, mandatory=True)
+        if not isinstance(confirmation, Basic.Ack):
+            what = "refused (nack)" if isinstance(confirmation, Basic.Nack) else "unroutable"
+            raise TransientError(
+                f"RabbitMQ: message to {exchange.name} with key {routing_key!r} was {what}"
+            )
+
+    async def publish(
+        self, exchange: str, routing_key: str, body: bytes, headers: Mapping[str, str]
+    ) -> None:
+        await self._publish(self._exchange(exchange), routing_key, body, headers)
+
+    async def publish_many(self, exchange: str, messages: Sequence[OutMessage]) -> None:
+        target = self._exchange(exchange)
+        for start in range(0, len(messages), PUBLISH_WINDOW):
+            window = messages[start : start + PUBLISH_WINDOW]
+            results = await asyncio.gather(
+                *(self._publish(target, m.routing_key, m.body, m.headers) for m in window),
+                return_exceptions=True,
+            )
+            failures = [r for r in results if isinstance(r, BaseException)]
+            for failure in failures:
+                if not isinstance(failure, Exception):
+                    raise failure  # cancellation and the like are not ours to translate
+            if failures:
+                raise TransientError(
+                    f"RabbitMQ: {len(failures)} of a batch of {len(messages)} messages to "
+                    f"{exchange} were not confirmed; first: {failures[0]}"
+                ) from failures[0]
+
+    # --- consuming -----------------------------------------------------------------
+
+    def consume(
+        self, queues: Sequence[str], prefetch: int
+    ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
+        prefetch = check_consume_args(queues, prefetch, self._prefetch_default)
+        return self._consume(list(queues), prefetch)
+
+    @asynccontextmanager
+    async def _consume(self, queues: list[str], prefetch: int) -> AsyncIterator[_Consumer]:
+        connection = self._require_connection()
+        consumer = _Consumer(queues, prefetch, self._timeout_secs)
+        channel = None
+        try:
+            async with self._broker(f"consume {queues}"):
+                channel = await connection.channel(publisher_confirms=False)
+                await channel.set_qos(prefetch_count=prefetch)
+                for name in queues:  # in order, so the first queue's backlog arrives first
+                    queue = await channel.get_queue(name, ensure=False)
+                    await queue.consume(consumer.receiver(name), no_ack=False)
+            self._consumers.add(consumer)
+            yield consumer
+        finally:
+            self._consumers.discard(consumer)
+            consumer.close()
+            if channel is not None:
+                await _close_quietly(channel, self._timeout_secs)
+
+    async def dead_letter(self, delivery: Delivery, error: str, stage: str) -> None:
+        if not isinstance(delivery, AmqpDelivery):
+            raise TypeError("dead_letter() takes a delivery received from an AmqpBus")
+        target = self._exchange(DLX)
+        headers = dead_letter_headers(delivery, error, stage)
+        await delivery._settle(
+            "dead-lettered",
+            delivery._message.ack,
+            before=lambda: self._publish(target, delivery.routing_key, delivery.body, headers),
+        )
+
+    async def get(self, queue: str) -> Delivery | None:
+        check_queue(queue)
+        async with self._broker(f"get from {queue}"):
+            channel = await self._utility()
+            handle = await channel.get_queue(queue, ensure=False)
+            message = await handle.get(no_ack=False, fail=False, timeout=self._timeout_secs)
+        if message is None:
+            return None
+        delivery = AmqpDelivery(message, queue, self._timeout_secs, self._forget_gotten)
+        self._gotten[id(delivery)] = delivery
+        return delivery
+
+    def _forget_gotten(self, delivery: AmqpDelivery) -> None:
+        self._gotten.pop(id(delivery), None)
+
+    async def queue_depths(self) -> dict[str, int]:
+        depths: dict[str, int] = {}
+        async with self._broker("read queue depths"):
+            # the raw channel: aio-pika's robust channel answers repeated passive declares
+            # from a cache, with the count of the first one
+            channel = await (await self._utility()).get_underlay_channel()
+            for name in CONTRACT_QUEUES:
+                declared = await channel.queue_declare(name, passive=True)
+                depths[name] = declared.message_count or 0
+        return depths
+
+    async def ping(self) -> None:
+        connection = self._require_connection()
+        if not connection.connected.is_set():
+            raise TransientError("RabbitMQ: connection lost, reconnecting")
+        async with self._broker("ping"):
+            channel = await (await self._utility()).get_underlay_channel()
+            await channel.exchange_declare(DLX, passive=True)  # a real round trip

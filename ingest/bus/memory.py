@@ -1,0 +1,407 @@
+"""The in-memory bus: an in-process broker with the contract topology and RabbitMQ's
+quorum-queue semantics, so embedded mode and tests behave like production.
+
+What it copies from RabbitMQ 3.10+ quorum queues (tests/integration/test_bus.py runs
+the same assertions against both):
+- routing: `feedback.ingress` is a topic exchange with `*.urgent` → feedback.process.urgent
+  and `*.normal` → feedback.process; every other key goes through the alternate exchange
+  `feedback.ingress.unrouted` to feedback.process, so nothing published is ever dropped.
+- a returned message (requeue, or its consumer went away) goes back to the *front* of its
+  queue, ahead of messages never delivered, and counts as one more delivery;
+- a message returned when it has had `topology.delivery_limit` deliveries is dead-lettered
+  to `feedback.dlx` (body and headers unchanged, plus `x-first-death-*` headers).
+Nothing here polls: consumers sleep on an `asyncio.Event` that publishes and settles set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from ingest.bus.base import (
+    CLASSIFIED,
+    DLX,
+    H_ERROR,
+    H_ERROR_STAGE,
+    H_ID,
+    H_ORIGIN_EXCHANGE,
+    H_ORIGIN_ROUTING_KEY,
+    INGRESS,
+    Q_DEAD,
+    Q_PROCESS,
+    Q_PROCESS_URGENT,
+    Q_SINK_FEED,
+    Q_SINK_STORE,
+    Bus,
+    Delivery,
+    Topology,
+)
+from ingest.errors import TransientError
+
+INGRESS_UNROUTED = "feedback.ingress.unrouted"
+"""Alternate exchange of feedback.ingress: keys matching no binding land in feedback.process."""
+
+H_FIRST_DEATH_REASON = "x-first-death-reason"
+H_FIRST_DEATH_QUEUE = "x-first-death-queue"
+H_FIRST_DEATH_EXCHANGE = "x-first-death-exchange"
+DEATH_REASON_DELIVERY_LIMIT = "delivery_limit"
+"""RabbitMQ's own header names and reason, so a parked message looks the same on both buses."""
+
+BROKER_OWNED_HEADERS = frozenset({"x-delivery-count", "x-death"})
+"""Headers only the broker may set: dropped on publish, never shown in `Delivery.headers`
+(a stale copy would corrupt the delivery count of a replayed message)."""
+
+MAX_ERROR_CHARS = 2000
+"""`x-error` is cut to this length: a header must stay far below the AMQP frame size."""
+
+EXCHANGES: Mapping[str, tuple[str, str | None]] = MappingProxyType(
+    {
+        INGRESS: ("topic", INGRESS_UNROUTED),
+        INGRESS_UNROUTED: ("fanout", None),
+        CLASSIFIED: ("fanout", None),
+        DLX: ("fanout", None),
+    }
+)
+"""Exchange name → (type, alternate exchange)."""
+
+BINDINGS: tuple[tuple[str, str, str], ...] = (
+    (INGRESS, "*.urgent", Q_PROCESS_URGENT),
+    (INGRESS, "*.normal", Q_PROCESS),
+    (INGRESS_UNROUTED, "", Q_PROCESS),
+    (CLASSIFIED, "", Q_SINK_FEED),
+    (CLASSIFIED, "", Q_SINK_STORE),
+    (DLX, "", Q_DEAD),
+)
+"""(exchange, binding key, queue); tests/unit/test_bus_topology.py checks it against
+deploy/rabbitmq/definitions.json."""
+
+PUBLISHABLE_EXCHANGES = (INGRESS, CLASSIFIED, DLX)
+CONTRACT_QUEUES = (Q_PROCESS_URGENT, Q_PROCESS, Q_SINK_FEED, Q_SINK_STORE, Q_DEAD)
+DEFAULT_PREFETCH = 64
+MAX_PREFETCH = 65535
+"""basic.qos prefetch-count is an unsigned short."""
+
+
+def topic_matches(pattern: str, routing_key: str) -> bool:
+    """AMQP topic matching: `*` is exactly one word, `#` zero or more."""
+    return _match_words(pattern.split("."), routing_key.split("."))
+
+
+def _match_words(pattern: list[str], words: list[str]) -> bool:
+    if not pattern:
+        return not words
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_match_words(rest, words[i:]) for i in range(len(words) + 1))
+    return bool(words) and head in ("*", words[0]) and _match_words(rest, words[1:])
+
+
+# --- shared with ingest/bus/amqp.py: one definition, so the two buses cannot drift -----
+
+
+def public_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k not in BROKER_OWNED_HEADERS}
+
+
+def dead_letter_headers(delivery: Delivery, error: str, stage: str) -> dict[str, str]:
+    """Headers of a message parked by `Bus.dead_letter` (shared with the AMQP bus)."""
+    return {
+        **delivery.headers,
+        H_ERROR: error[:MAX_ERROR_CHARS],
+        H_ERROR_STAGE: stage,
+        H_ORIGIN_EXCHANGE: delivery.exchange,
+        H_ORIGIN_ROUTING_KEY: delivery.routing_key,
+    }
+
+
+def check_queue(queue: str) -> None:
+    if queue not in CONTRACT_QUEUES:
+        raise ValueError(f"unknown queue {queue!r}; the contract queues are {CONTRACT_QUEUES}")
+
+
+def check_consume_args(queues: Sequence[str], prefetch: int, default: int) -> int:
+    """Validate `consume` arguments the same way on both buses; return the prefetch to use
+    (below 1 means the bus default: an unbounded prefetch is never used)."""
+    if not queues:
+        raise ValueError("consume() needs at least one queue")
+    for queue in queues:
+        check_queue(queue)
+    if len(set(queues)) != len(queues):
+        raise ValueError(f"queue listed twice in {list(queues)}")
+    if prefetch > MAX_PREFETCH:
+        raise ValueError(f"prefetch {prefetch} is above the AMQP maximum {MAX_PREFETCH}")
+    return prefetch if prefetch >= 1 else default
+
+
+def check_exchange(exchange: str) -> None:
+    if exchange not in PUBLISHABLE_EXCHANGES:
+        raise ValueError(
+            f"unknown exchange {exchange!r}; publish to one of {PUBLISHABLE_EXCHANGES}"
+        )
+
+
+def settled_error(delivery: Delivery, state: str) -> RuntimeError:
+    return RuntimeError(
+        f"delivery of {delivery.headers.get(H_ID, '?')!r} from {delivery.queue!r} "
+        f"was already settled ({state}); settle a delivery exactly once"
+    )
+
+
+@dataclass(slots=True)
+class _Message:
+    exchange: str
+    routing_key: str
+    body: bytes
+    headers: dict[str, str]
+    returns: int = 0
+    """Times handed back to the queue; the next delivery has delivery_count returns + 1."""
+
+
+@dataclass(slots=True, eq=False)
+class _Queue:
+    name: str
+    delivery_limit: int | None
+    dead_letter_exchange: str | None
+    returned: deque[_Message] = field(default_factory=deque)
+    ready: deque[_Message] = field(default_factory=deque)
+    waiters: set[asyncio.Event] = field(default_factory=set)
+
+    def take(self) -> _Message | None:
+        if self.returned:
+            return self.returned.popleft()
+        if self.ready:
+            return self.ready.popleft()
+        return None
+
+    def depth(self) -> int:
+        return len(self.returned) + len(self.ready)
+
+    def wake(self) -> None:
+        for event in self.waiters:
+            event.set()
+
+
+class MemoryDelivery(Delivery):
+    """A message handed out by `MemoryBus`; it owns its message until settled."""
+
+    def __init__(
+        self,
+        bus: MemoryBus,
+        queue: _Queue,
+        message: _Message,
+        on_settled: Callable[[MemoryDelivery], None],
+    ) -> None:
+        self.body = message.body
+        self.headers = dict(message.headers)
+        self.routing_key = message.routing_key
+        self.exchange = message.exchange
+        self.queue = queue.name
+        self.delivery_count = message.returns + 1
+        self._bus = bus
+        self._queue = queue
+        self._message = message
+        self._on_settled = on_settled
+        self._state: str | None = None
+
+    def _settle(self, state: str) -> None:
+        if self._state is not None:
+            raise settled_error(self, self._state)
+        self._state = state
+        self._on_settled(self)
+
+    @property
+    def settled(self) -> bool:
+        return self._state is not None
+
+    async def ack(self) -> None:
+        self._settle("acked")
+
+    async def requeue(self) -> None:
+        self._settle("requeued")
+        self._bus._hand_back(self._queue, self._message)
+
+    def _return_to_queue(self) -> None:
+        """What the broker does when the consumer goes away with this delivery unsettled."""
+        self._settle("returned to its queue when its consumer closed")
+        self._bus._hand_back(self._queue, self._message)
+
+
+class _Consumer:
+    """One `consume()` context: at most `prefetch` unsettled deliveries, first queue first."""
+
+    def __init__(self, bus: MemoryBus, queues: list[_Queue], prefetch: int) -> None:
+        self._bus = bus
+        self._queues = queues
+        self._prefetch = prefetch
+        self._unsettled: dict[int, MemoryDelivery] = {}
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        for queue in queues:
+            queue.waiters.add(self._wakeup)
+
+    def __aiter__(self) -> _Consumer:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        while not self._closed:
+            if len(self._unsettled) < self._prefetch:
+                for queue in self._queues:
+                    message = queue.take()
+                    if message is not None:
+                        delivery = MemoryDelivery(self._bus, queue, message, self._settled)
+                        self._unsettled[id(delivery)] = delivery
+                        return delivery
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        raise StopAsyncIteration
+
+    def _settled(self, delivery: MemoryDelivery) -> None:
+        self._unsettled.pop(id(delivery), None)
+        self._wakeup.set()
+
+    def close(self) -> None:
+        """Stop handing out and return every unsettled delivery, like a closing channel."""
+        if self._closed:
+            return
+        self._closed = True
+        for queue in self._queues:
+            queue.waiters.discard(self._wakeup)
+        for delivery in list(self._unsettled.values()):
+            delivery._return_to_queue()
+        self._wakeup.set()
+
+
+class MemoryBus(Bus):
+    """In-process broker for embedded mode and tests; state lives as long as the object
+    (it survives close/start like a durable broker, not a process restart)."""
+
+    def __init__(
+        self, topology: Topology | None = None, *, prefetch_default: int = DEFAULT_PREFETCH
+    ) -> None:
+        self.topology = topology or Topology()
+        if self.topology.delivery_limit < 1:
+            raise ValueError("topology.delivery_limit must be at least 1")
+        self._prefetch_default = prefetch_default
+        limit = self.topology.delivery_limit
+        self._queues: dict[str, _Queue] = {
+            name: _Queue(name, limit, DLX)
+            for name in (Q_PROCESS_URGENT, Q_PROCESS, Q_SINK_FEED, Q_SINK_STORE)
+        }
+        self._queues[Q_DEAD] = _Queue(Q_DEAD, None, None)
+        self._consumers: set[_Consumer] = set()
+        self._gotten: dict[int, MemoryDelivery] = {}
+        self._open = False
+
+    async def start(self) -> None:
+        self._open = True
+
+    async def close(self) -> None:
+        self._open = False
+        for consumer in list(self._consumers):
+            consumer.close()
+        for delivery in list(self._gotten.values()):
+            delivery._return_to_queue()
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise TransientError("the in-memory bus is not started (or already closed)")
+
+    # --- routing ----------------------------------------------------------------
+
+    def _route(self, exchange: str, routing_key: str) -> list[_Queue]:
+        kind, alternate = EXCHANGES[exchange]
+        names = [
+            queue
+            for source, key, queue in BINDINGS
+            if source == exchange and (kind == "fanout" or topic_matches(key, routing_key))
+        ]
+        if not names and alternate is not None:
+            return self._route(alternate, routing_key)
+        return [self._queues[name] for name in dict.fromkeys(names)]
+
+    def _enqueue(
+        self, exchange: str, routing_key: str, body: bytes, headers: dict[str, str]
+    ) -> None:
+        for queue in self._route(exchange, routing_key):
+            queue.ready.append(_Message(exchange, routing_key, body, dict(headers)))
+            queue.wake()
+
+    def _hand_back(self, queue: _Queue, message: _Message) -> None:
+        """Return a message to the front of `queue`, or park it once its deliveries are spent."""
+        message.returns += 1
+        if queue.delivery_limit is not None and message.returns >= queue.delivery_limit:
+            if queue.dead_letter_exchange is not None:
+                headers = {
+                    **message.headers,
+                    H_FIRST_DEATH_REASON: DEATH_REASON_DELIVERY_LIMIT,
+                    H_FIRST_DEATH_QUEUE: queue.name,
+                    H_FIRST_DEATH_EXCHANGE: message.exchange,
+                }
+                self._enqueue(
+                    queue.dead_letter_exchange, message.routing_key, message.body, headers
+                )
+            return
+        queue.returned.append(message)
+        queue.wake()
+
+    # --- Bus --------------------------------------------------------------------
+
+    async def publish(
+        self, exchange: str, routing_key: str, body: bytes, headers: Mapping[str, str]
+    ) -> None:
+        check_exchange(exchange)
+        self._check_open()
+        self._enqueue(exchange, routing_key, bytes(body), public_headers(headers))
+        await asyncio.sleep(0)  # a publish is a scheduling point, as real I/O would be
+
+    def consume(
+        self, queues: Sequence[str], prefetch: int
+    ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
+        prefetch = check_consume_args(queues, prefetch, self._prefetch_default)
+        return self._consume([self._queues[name] for name in queues], prefetch)
+
+    @asynccontextmanager
+    async def _consume(self, queues: list[_Queue], prefetch: int) -> AsyncIterator[_Consumer]:
+        self._check_open()
+        consumer = _Consumer(self, queues, prefetch)
+        self._consumers.add(consumer)
+        try:
+            yield consumer
+        finally:
+            self._consumers.discard(consumer)
+            consumer.close()
+
+    async def dead_letter(self, delivery: Delivery, error: str, stage: str) -> None:
+        if not isinstance(delivery, MemoryDelivery) or delivery._bus is not self:
+            raise TypeError("dead_letter() takes a delivery received from this bus")
+        if delivery._state is not None:
+            raise settled_error(delivery, delivery._state)
+        self._check_open()
+        headers = dead_letter_headers(delivery, error, stage)
+        self._enqueue(DLX, delivery.routing_key, delivery.body, headers)
+        await delivery.ack()
+
+    async def get(self, queue: str) -> Delivery | None:
+        check_queue(queue)
+        self._check_open()
+        state = self._queues[queue]
+        message = state.take()
+        if message is None:
+            return None
+        delivery = MemoryDelivery(self, state, message, self._forget_gotten)
+        self._gotten[id(delivery)] = delivery
+        return delivery
+
+    def _forget_gotten(self, delivery: MemoryDelivery) -> None:
+        self._gotten.pop(id(delivery), None)
+
+    async def queue_depths(self) -> dict[str, int]:
+        self._check_open()
+        return {name: queue.depth() for name, queue in self._queues.items()}
+
+    async def ping(self) -> None:
+        self._check_open()

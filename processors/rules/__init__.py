@@ -1,0 +1,343 @@
+"""Keyword rule tables (`urgency.toml`): loading, merging an operator's file,
+validation, and one precompiled matcher per table.
+
+The urgency step (in worker processes) and edge triage (in connectors, where it
+must take microseconds) read the same tables, so they are parsed, checked and
+compiled here, once per process, and cached.
+
+Keywords are NFKC-normalised like the text they meet, matched case-insensitively,
+and each table is compiled into one regex built from a trie of its words: a
+single left-to-right pass, the longest keyword wins at a position
+("转账失败但扣款" over "转账失败"), and a position no keyword starts at is
+rejected on its first character.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from ingest.errors import ConfigError
+from ingest.model import KINDS, URGENCY_LEVELS
+from ingest.options import suggest
+
+BUILTIN_RULES = Path(__file__).with_name("urgency.toml")
+"""The rules shipped with the product; an operator's `rules_file` extends or replaces them."""
+
+MergeMode = Literal["extend", "replace"]
+
+_GROUP_TABLES = ("triggers", "escalators", "kinds", "categories", "business")
+_TOP_KEYS = (
+    "version",
+    "negation",
+    "defaults",
+    "escalation",
+    "rating",
+    "amount",
+    *_GROUP_TABLES,
+)
+_GROUP_KEYS = {
+    "triggers": ("label", "words", "level", "category"),
+    "escalators": ("label", "words"),
+    "kinds": ("label", "words"),
+    "categories": ("label", "words"),
+    "business": ("label", "words"),
+}
+_CLAUSE_BREAK = re.compile(r"[,.!?;:，。！？；：、\n]")
+_ASCII_WORD = re.compile(r"[0-9a-z]", re.IGNORECASE)
+
+
+def normalize_word(word: str) -> str:
+    """The form a keyword is compared in: NFKC (as `Normalize` leaves text), lower case."""
+    return unicodedata.normalize("NFKC", word).strip().lower()
+
+
+def trie_pattern(words: Iterable[str]) -> str:
+    """One regex alternation for `words`, factored as a trie so that the regex engine
+    tries one branch per character instead of every keyword at every position."""
+    root: dict[str, Any] = {}
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def build(node: dict[str, Any]) -> str:
+        branches = [re.escape(char) + build(child) for char, child in sorted(node.items()) if char]
+        if not branches:
+            return ""
+        ends_here = "" in node
+        if len(branches) == 1 and not ends_here:
+            return branches[0]
+        body = "(?:" + "|".join(branches) + ")"
+        return body + "?" if ends_here else body
+
+    return build(root) or "(?!)"
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A named list of keywords: a trigger family, an escalator, a kind, a category…"""
+
+    name: str
+    label: str
+    words: tuple[str, ...]
+    level: str = ""
+    """Triggers only: the urgency level the family puts a record at."""
+    category: str = ""
+    """Triggers only: the complaint category the family suggests."""
+
+
+@dataclass(frozen=True, slots=True)
+class Negated:
+    """A keyword that was found but not counted, and the cue that cancelled it."""
+
+    word: str
+    cue: str
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What one pass of a `Matcher` found: keywords per group, in first-seen order."""
+
+    hits: dict[str, tuple[str, ...]]
+    negated: tuple[Negated, ...] = ()
+
+    def words(self, group: str) -> tuple[str, ...]:
+        return self.hits.get(group, ())
+
+
+class Matcher:
+    """All keywords of one table in one precompiled regex, mapped back to their groups.
+
+    With `negations`, a keyword preceded (within `window` characters of the same
+    clause) by a cue such as 没有 / 谨防 / 解除 is reported as negated, not as a hit:
+    "没有被盗刷" and "谨防诈骗" are not fraud reports."""
+
+    __slots__ = ("_negations", "_owners", "_regex", "_window", "groups")
+
+    def __init__(
+        self, groups: Sequence[Group], negations: Sequence[str] = (), window: int = 0
+    ) -> None:
+        self.groups = {group.name: group for group in groups}
+        self._owners: dict[str, list[str]] = {}
+        for group in groups:
+            for word in group.words:
+                owners = self._owners.setdefault(normalize_word(word), [])
+                if group.name not in owners:
+                    owners.append(group.name)
+        self._regex = re.compile(trie_pattern(self._owners), re.IGNORECASE)
+        self._negations = tuple(normalize_word(cue) for cue in negations if cue.strip())
+        self._window = window
+
+    @staticmethod
+    def _inside_word(text: str, match: re.Match[str]) -> bool:
+        """ASCII keywords ("12378", "app") must not be part of a longer number or word."""
+        start, end = match.span()
+        return bool(
+            (start > 0 and _ASCII_WORD.match(text, start) and _ASCII_WORD.match(text, start - 1))
+            or (
+                end < len(text)
+                and _ASCII_WORD.match(text, end - 1)
+                and _ASCII_WORD.match(text, end)
+            )
+        )
+
+    def _negator(self, text: str, start: int) -> str | None:
+        if not self._negations or start == 0:
+            return None
+        before = _CLAUSE_BREAK.split(text[max(0, start - self._window) : start].lower())[-1]
+        for cue in self._negations:
+            if cue in before:
+                return cue
+        return None
+
+    def scan(self, text: str) -> Scan:
+        hits: dict[str, list[str]] = {}
+        negated: list[Negated] = []
+        for match in self._regex.finditer(text):
+            if self._inside_word(text, match):
+                continue
+            word = match.group().lower()
+            cue = self._negator(text, match.start())
+            if cue is not None:
+                negated.append(Negated(word, cue))
+                continue
+            for owner in self._owners[word]:
+                found = hits.setdefault(owner, [])
+                if word not in found:
+                    found.append(word)
+        return Scan({name: tuple(words) for name, words in hits.items()}, tuple(negated))
+
+    def first(self, text: str) -> str | None:
+        """The first keyword that counts, or None: the cheapest possible yes/no."""
+        for match in self._regex.finditer(text):
+            if not self._inside_word(text, match) and self._negator(text, match.start()) is None:
+                return match.group().lower()
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The compiled tables of one rules document (built-in, extended or replaced)."""
+
+    source: str
+    triggers: Matcher
+    urgent: Matcher
+    """The urgent-level trigger families only: what edge triage looks for."""
+    escalators: Matcher
+    failure_words: Matcher
+    kinds: Matcher
+    categories: Matcher
+    business: Matcher
+    default_level: str
+    default_category: str
+    default_business: str
+    max_raise: int
+    escalate_kinds: tuple[str, ...]
+    low_rating_max: int
+    amount_min_yuan: float
+    elderly_min_age: int
+
+
+def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """`extra` laid over `base`: tables merge key by key, lists are united (order kept),
+    anything else is replaced. This is what "extend" means for an operator's file."""
+    out = dict(base)
+    for key, value in extra.items():
+        old = out.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            out[key] = merge(old, value)
+        elif isinstance(old, list) and isinstance(value, list):
+            out[key] = old + [item for item in value if item not in old]
+        else:
+            out[key] = value
+    return out
+
+
+def _read(path: Path, key: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read rules file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(key, f"rules file {path} is not valid TOML: {exc}") from None
+
+
+class _Reader:
+    """Typed access to the rules document; every error names the file and the path."""
+
+    def __init__(self, doc: Mapping[str, Any], source: str, key: str) -> None:
+        self.doc, self.source, self.key = doc, source, key
+
+    def fail(self, where: str, reason: str) -> ConfigError:
+        return ConfigError(self.key, f"{self.source}: {where} {reason}")
+
+    def table(self, name: str) -> Mapping[str, Any]:
+        value = self.doc.get(name, {})
+        if not isinstance(value, Mapping):
+            raise self.fail(name, "must be a table")
+        return value
+
+    def words(self, where: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(w, str) and w.strip() for w in value):
+            raise self.fail(where, "must be a list of non-empty strings")
+        return tuple(value)
+
+    def number(self, where: str, value: Any, low: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+            raise self.fail(where, f"must be a number >= {low}")
+        return float(value)
+
+    def groups(self, table: str) -> list[Group]:
+        groups = []
+        for name, spec in self.table(table).items():
+            where = f"{table}.{name}"
+            if not isinstance(spec, Mapping):
+                raise self.fail(where, "must be a table")
+            allowed = _GROUP_KEYS[table]
+            for field in spec:
+                if field not in allowed:
+                    raise self.fail(
+                        f"{where}.{field}", "is not a known key" + suggest(field, allowed)
+                    )
+            level = str(spec.get("level", ""))
+            if table == "triggers" and level not in URGENCY_LEVELS:
+                raise self.fail(f"{where}.level", f"must be one of {', '.join(URGENCY_LEVELS)}")
+            if table == "kinds" and name not in KINDS:
+                raise self.fail(where, f"is not a kind; kinds are {', '.join(KINDS)}")
+            groups.append(
+                Group(
+                    name=name,
+                    label=str(spec.get("label", name)),
+                    words=self.words(f"{where}.words", spec.get("words", [])),
+                    level=level,
+                    category=str(spec.get("category", "")),
+                )
+            )
+        return groups
+
+
+def build_rules(doc: Mapping[str, Any], source: str, key: str = "rules_file") -> Rules:
+    """Validate a rules document and compile its matchers."""
+    reader = _Reader(doc, source, key)
+    for name in doc:
+        if name not in _TOP_KEYS:
+            raise reader.fail(name, "is not a known table" + suggest(name, _TOP_KEYS))
+    negation = reader.table("negation")
+    cues = reader.words("negation.before", negation.get("before", []))
+    window = int(reader.number("negation.window", negation.get("window", 4), 0))
+    defaults = reader.table("defaults")
+    default_level = str(defaults.get("level", "general"))
+    if default_level not in URGENCY_LEVELS:
+        raise reader.fail("defaults.level", f"must be one of {', '.join(URGENCY_LEVELS)}")
+    escalation = reader.table("escalation")
+    rating = reader.table("rating")
+    triggers = reader.groups("triggers")
+    failure = Group(
+        "failure", "失败词", reader.words("rating.failure_words", rating.get("failure_words", []))
+    )
+    return Rules(
+        source=source,
+        triggers=Matcher(triggers, cues, window),
+        urgent=Matcher([g for g in triggers if g.level == "urgent"], cues, window),
+        escalators=Matcher(reader.groups("escalators"), cues, window),
+        failure_words=Matcher([failure], cues, window),
+        kinds=Matcher(reader.groups("kinds")),
+        categories=Matcher(reader.groups("categories")),
+        business=Matcher(reader.groups("business")),
+        default_level=default_level,
+        default_category=str(defaults.get("category", "service")),
+        default_business=str(defaults.get("business", "")),
+        max_raise=int(reader.number("escalation.max_raise", escalation.get("max_raise", 1), 0)),
+        escalate_kinds=reader.words("escalation.kinds", escalation.get("kinds", ["complaint"])),
+        low_rating_max=int(reader.number("rating.low_max", rating.get("low_max", 2), 0)),
+        amount_min_yuan=reader.number(
+            "amount.min_yuan", reader.table("amount").get("min_yuan", 10_000), 0
+        ),
+        elderly_min_age=int(
+            reader.number("escalation.elderly_min_age", escalation.get("elderly_min_age", 65), 0)
+        ),
+    )
+
+
+@lru_cache(maxsize=8)
+def load_rules(rules_file: str = "", mode: MergeMode = "extend", key: str = "rules_file") -> Rules:
+    """The built-in rules, extended by (or replaced with) `rules_file`; compiled once
+    per process for each distinct argument set."""
+    if mode not in ("extend", "replace"):
+        raise ValueError(f"mode must be 'extend' or 'replace', not {mode!r}")
+    doc = _read(BUILTIN_RULES, key)
+    source = "built-in urgency.toml"
+    if rules_file:
+        extra = _read(Path(rules_file), key)
+        doc = extra if mode == "replace" else merge(doc, extra)
+        source = rules_file if mode == "replace" else f"built-in urgency.toml + {rules_file}"
+    return build_rules(doc, source, key)

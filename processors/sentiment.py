@@ -1,0 +1,150 @@
+"""The `sentiment` step: snownlp's score of the customer's words, kept unchanged in
+`sentiment.snownlp`, and a first financial-domain score in `sentiment.score`.
+
+snownlp was trained on shopping reviews, so banking words mean little to it
+("冻结", "扣款" read as neutral) and plain questions often read as very negative.
+Until a domain model replaces it, `score` corrects it in two documented ways:
+
+1. financial words: each distinct negative word (盗刷, 冻结, 扣款 …) lowers the text
+   score by `word_weight`, each positive one (到账快, 解决了, 耐心 …) raises it; at
+   most `max_word_shift` in total; a word right after 不/没/未 is not counted
+   ("不满意" is not "满意");
+2. the star rating, where the channel has one:
+   score = (1 - rating_weight) * text score + rating_weight * (rating - 1) / 4
+   (default weight 0.5: the average of the two).
+
+`label` is negative below `negative_below` (0.4), positive above `positive_above`
+(0.6), else neutral. Empty text scores 0.5 without calling snownlp (a bare star
+rating still counts). Only the first `max_chars` characters are scored: snownlp
+is slow pure Python, and the start of a message carries its tone.
+
+snownlp is imported on first use, once per worker process (it loads its models,
+about two seconds), never when this module is imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from ingest.model import FeedbackRecord, Reason
+from ingest.model import Sentiment as SentimentValue
+from processors import step_options
+from processors.rules import Group, Matcher
+
+
+def _split(words: str) -> tuple[str, ...]:
+    return tuple(words.split())
+
+
+NEGATIVE_WORDS = _split("""
+    盗刷 诈骗 被骗 冻结 锁定 扣款 扣费 乱收费 亏损 亏了 拒赔 逾期 催收 投诉 销户 闪退 失败
+    没到账 误导 坑 垃圾 差评
+""")
+POSITIVE_WORDS = _split("""
+    到账快 秒到账 解决了 处理及时 很及时 专业 耐心 细心 贴心 感谢 点赞 方便 好用 给力 满意 靠谱
+""")
+_NEGATORS = ("不", "没", "未", "别")
+
+_score_text: Callable[[str], float] | None = None
+
+
+def snownlp_score(text: str) -> float:
+    """snownlp's sentiment of `text` (0 negative .. 1 positive), model loaded lazily."""
+    global _score_text
+    if _score_text is None:
+        from snownlp import SnowNLP  # deferred on purpose: loads models for ~2 s
+
+        def score(value: str) -> float:
+            return float(SnowNLP(value).sentiments)
+
+        _score_text = score
+    return _score_text(text)
+
+
+@dataclass(frozen=True)
+class SentimentOptions:
+    negative_below: float = 0.4
+    positive_above: float = 0.6
+    rating_weight: float = 0.5
+    word_weight: float = 0.1
+    max_word_shift: float = 0.3
+    max_chars: int = 2000
+    negative_words: tuple[str, ...] = NEGATIVE_WORDS
+    positive_words: tuple[str, ...] = POSITIVE_WORDS
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.negative_below <= self.positive_above <= 1:
+            raise ValueError("need 0 <= negative_below <= positive_above <= 1")
+        if not 0 <= self.rating_weight <= 1:
+            raise ValueError("rating_weight must be within 0..1")
+        if self.max_chars < 1:
+            raise ValueError("max_chars must be at least 1")
+
+
+def _clamp(value: float) -> float:
+    return min(1.0, max(0.0, value))
+
+
+class Sentiment:
+    """snownlp score, financial-word layer, star rating, label."""
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options = step_options(SentimentOptions, options, "sentiment")
+        self._words = Matcher(
+            [
+                Group("negative", "负面词", self.options.negative_words),
+                Group("positive", "正面词", self.options.positive_words),
+            ],
+            _NEGATORS,
+            window=1,
+        )
+
+    def __call__(self, record: FeedbackRecord) -> FeedbackRecord:
+        opts = self.options
+        text = record.text.strip()[: opts.max_chars]
+        notes: list[str] = []
+        if text:
+            raw = snownlp_score(text)
+            notes.append(f"snownlp {raw:.2f}")
+            if len(record.text.strip()) > opts.max_chars:
+                notes.append(f"first {opts.max_chars} characters")
+        else:
+            raw = 0.5
+            notes.append("empty text: 0.50")
+        score = raw + self._word_shift(text, notes)
+        if record.rating is not None:
+            from_rating = (record.rating - 1) / 4
+            score = (1 - opts.rating_weight) * score + opts.rating_weight * from_rating
+            if not text:
+                score = from_rating
+            notes.append(f"rating {record.rating}★ = {from_rating:.2f}")
+        score = round(_clamp(score), 4)
+        label: Literal["negative", "neutral", "positive"] = (
+            "negative"
+            if score < opts.negative_below
+            else "positive"
+            if score > opts.positive_above
+            else "neutral"
+        )
+        notes.append(f"score {score:.2f} → {label}")
+        reason = Reason("sentiment", "; ".join(notes), 0.5)
+        return replace(
+            record,
+            sentiment=SentimentValue(snownlp=raw, score=score, label=label),
+            reasons=(*record.reasons, reason),
+        )
+
+    def _word_shift(self, text: str, notes: list[str]) -> float:
+        if not text:
+            return 0.0
+        scan = self._words.scan(text)
+        negative, positive = scan.words("negative"), scan.words("positive")
+        shift = (len(positive) - len(negative)) * self.options.word_weight
+        limit = self.options.max_word_shift
+        shift = max(-limit, min(limit, shift))
+        if negative or positive:
+            words = " ".join([*(f"-{w}" for w in negative), *(f"+{w}" for w in positive)])
+            notes.append(f"financial words {words} ({shift:+.2f})")
+        return shift

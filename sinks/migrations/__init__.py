@@ -1,0 +1,1 @@
+"""Versioned schema migrations of SqlStore, as SQL files (a package so they ship in the wheel)."""
