@@ -30,20 +30,24 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingest.bus.base import INGRESS, OutMessage  # noqa: E402
-from ingest.codec import encode_event  # noqa: E402
-from ingest.model import FeedbackEvent  # noqa: E402
-from ingest.runtime import components  # noqa: E402
-from ingest.runtime.supervisor import Worker  # noqa: E402
-from ingest.settings import settings_from_dict  # noqa: E402
+from ingest.bus.base import INGRESS, OutMessage
+from ingest.codec import encode_event
+from ingest.model import FeedbackEvent
+from ingest.runtime import components
+from ingest.runtime.supervisor import Worker
+from ingest.settings import settings_from_dict
 
 SAMPLES = Path(__file__).resolve().parents[1] / "ingest" / "data" / "samples.jsonl"
 
 
 def events(n: int) -> list[FeedbackEvent]:
     texts = [orjson.loads(x)["text"] for x in SAMPLES.read_bytes().splitlines() if x]
-    return [FeedbackEvent(id=f"bench-{i}", channel="app_review", text=texts[i % len(texts)],
-                          rating=1 + i % 5) for i in range(n)]
+    return [
+        FeedbackEvent(
+            id=f"bench-{i}", channel="app_review", text=texts[i % len(texts)], rating=1 + i % 5
+        )
+        for i in range(n)
+    ]
 
 
 async def raw_round_trip(url: str, bodies: list[bytes]) -> float:
@@ -51,12 +55,19 @@ async def raw_round_trip(url: str, bodies: list[bytes]) -> float:
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=64)
-        queue = await channel.declare_queue(f"bench.raw.{uuid.uuid4().hex[:8]}", durable=True,
-                                            arguments={"x-queue-type": "quorum"})
+        queue = await channel.declare_queue(
+            f"bench.raw.{uuid.uuid4().hex[:8]}", durable=True, arguments={"x-queue-type": "quorum"}
+        )
         started = time.perf_counter()
-        await asyncio.gather(*(channel.default_exchange.publish(
-            aio_pika.Message(b, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-            routing_key=queue.name) for b in bodies))
+        await asyncio.gather(
+            *(
+                channel.default_exchange.publish(
+                    aio_pika.Message(b, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key=queue.name,
+                )
+                for b in bodies
+            )
+        )
         received = 0
         done = asyncio.Event()
         async with queue.iterator() as it:
@@ -74,8 +85,9 @@ async def raw_round_trip(url: str, bodies: list[bytes]) -> float:
 def make_vhost() -> str:
     vhost = f"bench-{uuid.uuid4().hex[:8]}"
     subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
-    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*",
-                    ".*"], check=True)
+    subprocess.run(
+        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True
+    )
     return vhost
 
 
@@ -86,10 +98,15 @@ async def pipeline(amqp: str, redis_url: str, pg: str, evs: list[FeedbackEvent])
     prefix = f"bench-{uuid.uuid4().hex[:6]}"
     try:
         with tempfile.TemporaryDirectory() as state:
-            settings = settings_from_dict({
-                "broker": {"url": amqp}, "redis": {"url": redis_url, "prefix": prefix},
-                "store": {"url": pg.rsplit("/", 1)[0] + f"/{db}"},
-                "runtime": {"state_dir": state}, "log": {"level": "warning"}})
+            settings = settings_from_dict(
+                {
+                    "broker": {"url": amqp},
+                    "redis": {"url": redis_url, "prefix": prefix},
+                    "store": {"url": pg.rsplit("/", 1)[0] + f"/{db}"},
+                    "runtime": {"state_dir": state},
+                    "log": {"level": "warning"},
+                }
+            )
             worker = Worker(settings, roles=("processors", "sinks"), http=False)
             store = components.make_store(settings)
             await store.start()
@@ -99,8 +116,8 @@ async def pipeline(amqp: str, redis_url: str, pg: str, evs: list[FeedbackEvent])
             async with components.make_bus(settings) as bus:
                 messages = [OutMessage(f"{e.channel}.normal", encode_event(e), {}) for e in evs]
                 for i in range(0, len(messages), 500):
-                    await bus.publish_many(INGRESS, messages[i:i + 500])
-            while await store.count() < len(evs):
+                    await bus.publish_many(INGRESS, messages[i : i + 500])
+            while await store.count() < len(evs):  # noqa: ASYNC110 - polling the DB is the measurement
                 await asyncio.sleep(0.05)
             elapsed = time.perf_counter() - started
             worker.request_stop()
@@ -131,10 +148,16 @@ async def main() -> None:
         raw = await raw_round_trip(amqp, [encode_event(e) for e in evs])
         e2e = await pipeline(amqp, args.redis, args.pg, evs)
     finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
-    result = {"benchmark": "pipeline", "events": args.events, "cores": os.cpu_count(),
-              "machine": platform.platform(), "raw_amqp_events_per_s": round(raw),
-              "pipeline_events_per_s": round(e2e), "ratio": round(e2e / raw, 3)}
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)  # noqa: ASYNC221 - once, at exit
+    result = {
+        "benchmark": "pipeline",
+        "events": args.events,
+        "cores": os.cpu_count(),
+        "machine": platform.platform(),
+        "raw_amqp_events_per_s": round(raw),
+        "pipeline_events_per_s": round(e2e),
+        "ratio": round(e2e / raw, 3),
+    }
     print(f"raw aio-pika confirm+ack round trip: {raw:8.0f} events/s")
     print(f"pipeline ingress → Redis + PostgreSQL: {e2e:8.0f} events/s")
     print(f"ratio pipeline / raw:                 {e2e / raw:8.3f}")

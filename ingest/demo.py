@@ -28,6 +28,8 @@ def demo_settings(state_dir: Path, *, port: int = 8080) -> Settings:
             "runtime": {"state_dir": str(state_dir)},
             "http": {"port": port},
             "log": {"level": "warning"},
+            # A fixed key so the demo is reproducible; a real site sets its own secret.
+            "classify": {"customer_ref_key": "demo-only-customer-ref-key"},
             "connectors": {
                 "samples": {
                     "type": "file_drop",

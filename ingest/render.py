@@ -35,8 +35,22 @@ def _due(due: datetime | None, tz: ZoneInfo) -> str:
     return due.astimezone(tz).strftime("%m-%d %H:%M") if due else "-"
 
 
+WHY_SIGNALS = ("trigger", "escalator", "rating", "repeat", "tier")
+"""Reasons that explain the level (the others explain masking, kind, deadline…)."""
+
+
+def why_level(record: FeedbackRecord) -> str:
+    """What a desk agent reads first: the words and signals behind the level."""
+    parts = [
+        r.detail.split(" · ", 1)[-1]
+        for r in record.reasons
+        if r.signal in WHY_SIGNALS and r.weight >= 1.0
+    ]
+    return "; ".join(parts) or "no trigger word"
+
+
 def feed_table(
-    records: Sequence[FeedbackRecord], timezone: str = "Asia/Shanghai", text_width: int = 46
+    records: Sequence[FeedbackRecord], timezone: str = "Asia/Shanghai", text_width: int = 40
 ) -> str:
     tz = ZoneInfo(timezone)
     columns = [
@@ -45,13 +59,13 @@ def feed_table(
         ("due", 11),
         ("channel", 10),
         ("senti", 5),
-        ("reasons", 34),
+        ("why", 44),
         ("text (masked)", text_width),
     ]
     lines = ["  ".join(fit(name, w) for name, w in columns).rstrip()]
     lines.append("  ".join("-" * w for _, w in columns))
     for i, r in enumerate(records, 1):
-        reasons = ", ".join(x.detail or x.signal for x in r.reasons if x.signal != "deadline")
+        reasons = why_level(r)
         senti = f"{r.sentiment.score:.2f}" if r.sentiment else "-"
         cells = [
             str(i),

@@ -24,8 +24,14 @@ BAD_LINES: dict[str, bytes] = {
 
 def good_line(i: int, channel: str = "web_form") -> bytes:
     text = GOOD_TEXTS[i % len(GOOD_TEXTS)]
-    return orjson.dumps({"id": f"ev-{i:06d}", "channel": channel, "text": f"{text}（{i}）",
-                         "author": f"user{i % 37}@example.com"})
+    return orjson.dumps(
+        {
+            "id": f"ev-{i:06d}",
+            "channel": channel,
+            "text": f"{text}（{i}）",
+            "author": f"user{i % 37}@example.com",
+        }
+    )
 
 
 def write_feedback_file(path: Path, count: int, *, with_bad: bool = False) -> list[str]:
@@ -33,8 +39,9 @@ def write_feedback_file(path: Path, count: int, *, with_bad: bool = False) -> li
     lines spread among them. Returns the good ids."""
     lines = [good_line(i) for i in range(count)]
     if with_bad:
-        for offset, bad in zip(itertools.count(1, max(1, count // 5)), BAD_LINES.values(),
-                               strict=False):
+        for offset, bad in zip(
+            itertools.count(1, max(1, count // 5)), BAD_LINES.values(), strict=False
+        ):
             lines.insert(min(offset, len(lines)), bad)
     tmp = path.with_suffix(".part")
     tmp.write_bytes(b"\n".join(lines) + b"\n")
@@ -44,12 +51,13 @@ def write_feedback_file(path: Path, count: int, *, with_bad: bool = False) -> li
     return [f"ev-{i:06d}" for i in range(count)]
 
 
-async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float,
-                     what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]], timeout_secs: float, what: str
+) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_secs
     while not await predicate():
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout_secs}s waiting for {what}")
         await asyncio.sleep(0.2)
 
 

@@ -12,9 +12,12 @@ from tests.pipeline_helpers import SAMPLES, cli_command
 LEVEL_ORDER = {"urgent": 0, "important": 1, "general": 2}
 
 
-def run_cli(*args: str, stdin: bytes = b"", timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(cli_command(*args), input=stdin, capture_output=True, timeout=timeout,
-                          check=False)
+def run_cli(
+    *args: str, stdin: bytes = b"", timeout: float = 120
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        cli_command(*args), input=stdin, capture_output=True, timeout=timeout, check=False
+    )
 
 
 def test_demo_prints_urgent_then_important_then_general(tmp_path: Path) -> None:
@@ -39,10 +42,12 @@ def test_demo_prints_urgent_then_important_then_general(tmp_path: Path) -> None:
 
 
 def test_classify_streams_records_in_order_and_reports_bad_lines() -> None:
-    lines = [orjson.dumps({"text": "我的信用卡被盗刷了，赶紧冻结！", "rating": 1}),
-             b"{broken",
-             orjson.dumps({"text": "请问信用卡年费怎么收取？", "channel": "wechat", "id": "q1"}),
-             orjson.dumps({"text": 42})]
+    lines = [
+        orjson.dumps({"text": "我的信用卡被盗刷了，赶紧冻结！", "rating": 1}),
+        b"{broken",
+        orjson.dumps({"text": "请问信用卡年费怎么收取？", "channel": "wechat", "id": "q1"}),
+        orjson.dumps({"text": 42}),
+    ]
     result = run_cli("classify", "--workers", "1", stdin=b"\n".join(lines) + b"\n")
     assert result.returncode == 0, result.stderr.decode()
     out = [orjson.loads(line) for line in result.stdout.splitlines()]
@@ -56,8 +61,9 @@ def test_classify_streams_records_in_order_and_reports_bad_lines() -> None:
 
 def test_config_validate_names_the_bad_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text('[connectors.forms]\ntype = "file_drop"\npath = "/x"\nsettle_sec = 1\n',
-                   encoding="utf-8")
+    bad.write_text(
+        '[connectors.forms]\ntype = "file_drop"\npath = "/x"\nsettle_sec = 1\n', encoding="utf-8"
+    )
     result = run_cli("config", "validate", str(bad))
     assert result.returncode == 2
     assert "connectors.forms.settle_sec" in result.stderr.decode()
@@ -89,9 +95,11 @@ def test_parse_runs_a_connectors_pure_parser(tmp_path: Path) -> None:
 
 def test_check_fails_cleanly_on_a_missing_folder(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
-    config.write_text(f'[runtime]\nstate_dir = "{tmp_path / "s"}"\n[connectors.forms]\n'
-                      f'type = "file_drop"\npath = "{tmp_path / "nope" / "deeper"}"\n',
-                      encoding="utf-8")
+    config.write_text(
+        f'[runtime]\nstate_dir = "{tmp_path / "s"}"\n[connectors.forms]\n'
+        f'type = "file_drop"\npath = "{tmp_path / "nope" / "deeper"}"\n',
+        encoding="utf-8",
+    )
     config.chmod(0o600)
     result = run_cli("check", "--config", str(config))
     assert result.returncode != 0
