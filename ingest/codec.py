@@ -12,7 +12,7 @@ are required, everything else has a default.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -259,20 +259,8 @@ def record_from_dict(d: Mapping[str, Any]) -> FeedbackRecord:
     pii = d.get("pii_found") or ()
     if not isinstance(pii, list | tuple) or not all(isinstance(p, str) for p in pii):
         raise PermanentError("field 'pii_found' must be a list of strings", kind="bad_schema")
-    return FeedbackRecord(
-        id=event.id,
-        channel=event.channel,
-        text=event.text,
-        source=event.source,
-        native_id=event.native_id,
-        received_at=event.received_at,
-        ingested_at=event.ingested_at,
-        author=event.author,
-        turns=event.turns,
-        rating=event.rating,
-        lang=event.lang,
-        meta=event.meta,
-        raw_ref=event.raw_ref,
+    return replace(
+        FeedbackRecord.from_event(event),
         text_masked=_str(d, "text_masked", event.text),
         customer_ref=_str(d, "customer_ref", ""),
         kind=_choice(d, "kind", KINDS, "complaint"),
