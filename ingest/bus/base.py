@@ -84,6 +84,9 @@ class Bus(ABC):
     """A connection to the bus with the contract topology declared."""
 
     topology: Topology
+    durable: bool = True
+    """False for the in-memory bus: what is still queued at exit is gone, so a
+    worker on it drains completely before it stops."""
 
     async def __aenter__(self) -> Bus:
         await self.start()

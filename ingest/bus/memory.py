@@ -279,6 +279,8 @@ class MemoryBus(Bus):
     """In-process broker for embedded mode and tests; state lives as long as the object
     (it survives close/start like a durable broker, not a process restart)."""
 
+    durable = False
+
     def __init__(
         self, topology: Topology | None = None, *, prefetch_default: int = DEFAULT_PREFETCH
     ) -> None:

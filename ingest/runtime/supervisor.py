@@ -159,6 +159,8 @@ class Worker:
                 if intake is not None:
                     self.request_stop()
                     await intake
+                if not self.bus.durable:  # in-memory: queued work would be lost at exit
+                    await self._drain_within_timeout()
         finally:
             gauges.cancel()
             await self._stop_consumers(consumers)
@@ -190,7 +192,15 @@ class Worker:
             counters.append(self.processor.in_flight)
         return counters
 
-    async def _drained(self) -> None:
+    async def _drain_within_timeout(self) -> None:
+        try:
+            await asyncio.wait_for(
+                self._drained(stop_early=False), self.settings.runtime.drain_timeout_secs
+            )
+        except TimeoutError:
+            log.error("drain_timeout", hint="in-memory work still queued is lost")
+
+    async def _drained(self, *, stop_early: bool = True) -> None:
         """Wait until every queue this process consumes is empty and nothing is in flight."""
         queues = []
         if self.processor is not None:
@@ -200,7 +210,7 @@ class Worker:
         if not queues:
             return
         quiet = 0
-        while quiet < 3 and not self._stop.is_set():
+        while quiet < 3 and not (stop_early and self._stop.is_set()):
             depths = await self.bus.queue_depths()
             busy = any(depths.get(q, 0) for q in queues) or any(c.count for c in self._in_flight())
             quiet = 0 if busy else quiet + 1
