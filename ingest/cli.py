@@ -210,9 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("dead", _dead, "inspect and replay the parking lot (feedback.dead)")
     dead_sub = p.add_subparsers(dest="dead_command", required=True, metavar="ACTION")
     dl = dead_sub.add_parser("list", help="show parked messages with their reasons")
+    dr = dead_sub.add_parser("replay", help="send parked messages back where they failed")
+    for action in (dl, dr):  # accepted after the action too; SUPPRESS keeps an earlier one
+        action.add_argument("--config", default=argparse.SUPPRESS, help="TOML settings file")
     dl.add_argument("--limit", type=int, default=100)
     dl.add_argument("--json", action="store_true")
-    dr = dead_sub.add_parser("replay", help="send parked messages back where they failed")
     dr.add_argument("--id", action="append", help="x-feedback-id or message number to replay")
     dr.add_argument("--all", action="store_true", help="replay every parked message")
 

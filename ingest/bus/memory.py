@@ -16,6 +16,8 @@ Nothing here polls: consumers sleep on an `asyncio.Event` that publishes and set
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -159,6 +161,8 @@ class _Message:
     headers: dict[str, str]
     returns: int = 0
     """Times handed back to the queue; the next delivery has delivery_count returns + 1."""
+    parked_row: int | None = None
+    """Row of this message in the parking-lot file (feedback.dead only)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -219,6 +223,8 @@ class MemoryDelivery(Delivery):
 
     async def ack(self) -> None:
         self._settle("acked")
+        if self._message.parked_row is not None:
+            self._bus._unpark(self._message)
 
     async def requeue(self) -> None:
         self._settle("requeued")
@@ -277,12 +283,21 @@ class _Consumer:
 
 class MemoryBus(Bus):
     """In-process broker for embedded mode and tests; state lives as long as the object
-    (it survives close/start like a durable broker, not a process restart)."""
+    (it survives close/start like a durable broker, not a process restart).
+
+    Only the parking lot outlives the process, when `dead_path` names a SQLite file:
+    dead letters are what an operator must be able to inspect and replay later
+    (`feedback-ingest dead list|replay`), and they are rare, so a synchronous write
+    each is cheap."""
 
     durable = False
 
     def __init__(
-        self, topology: Topology | None = None, *, prefetch_default: int = DEFAULT_PREFETCH
+        self,
+        topology: Topology | None = None,
+        *,
+        prefetch_default: int = DEFAULT_PREFETCH,
+        dead_path: str | None = None,
     ) -> None:
         self.topology = topology or Topology()
         if self.topology.delivery_limit < 1:
@@ -297,9 +312,37 @@ class MemoryBus(Bus):
         self._consumers: set[_Consumer] = set()
         self._gotten: dict[int, MemoryDelivery] = {}
         self._open = False
+        self._dead_db: sqlite3.Connection | None = None
+        self._dead_path = dead_path
 
     async def start(self) -> None:
+        if self._dead_path is not None and self._dead_db is None:
+            self._dead_db = sqlite3.connect(self._dead_path, isolation_level=None)
+            self._dead_db.execute(
+                "CREATE TABLE IF NOT EXISTS parked (row INTEGER PRIMARY KEY, exchange TEXT,"
+                " routing_key TEXT, body BLOB, headers TEXT)"
+            )
+            dead = self._queues[Q_DEAD]
+            dead.ready.clear()
+            for row, exchange, key, body, headers in self._dead_db.execute(
+                "SELECT row, exchange, routing_key, body, headers FROM parked ORDER BY row"
+            ):
+                message = _Message(exchange, key, bytes(body), json.loads(headers))
+                message.parked_row = row
+                dead.ready.append(message)
         self._open = True
+
+    def _park(self, message: _Message) -> None:
+        if self._dead_db is not None:
+            cursor = self._dead_db.execute(
+                "INSERT INTO parked (exchange, routing_key, body, headers) VALUES (?, ?, ?, ?)",
+                (message.exchange, message.routing_key, message.body, json.dumps(message.headers)),
+            )
+            message.parked_row = cursor.lastrowid
+
+    def _unpark(self, message: _Message) -> None:
+        if self._dead_db is not None:
+            self._dead_db.execute("DELETE FROM parked WHERE row = ?", (message.parked_row,))
 
     async def close(self) -> None:
         self._open = False
@@ -307,6 +350,9 @@ class MemoryBus(Bus):
             consumer.close()
         for delivery in list(self._gotten.values()):
             delivery._return_to_queue()
+        if self._dead_db is not None:
+            self._dead_db.close()
+            self._dead_db = None
 
     def _check_open(self) -> None:
         if not self._open:
@@ -329,7 +375,10 @@ class MemoryBus(Bus):
         self, exchange: str, routing_key: str, body: bytes, headers: dict[str, str]
     ) -> None:
         for queue in self._route(exchange, routing_key):
-            queue.ready.append(_Message(exchange, routing_key, body, dict(headers)))
+            message = _Message(exchange, routing_key, body, dict(headers))
+            if queue.name == Q_DEAD:
+                self._park(message)
+            queue.ready.append(message)
             queue.wake()
 
     def _hand_back(self, queue: _Queue, message: _Message) -> None:

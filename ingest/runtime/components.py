@@ -18,7 +18,8 @@ def make_bus(settings: Settings) -> Bus:
     if settings.broker.url is None:
         from ingest.bus.memory import MemoryBus
 
-        memory: Bus = MemoryBus(topology)
+        settings.state_path.mkdir(parents=True, exist_ok=True)
+        memory: Bus = MemoryBus(topology, dead_path=str(settings.state_path / "dead.db"))
         return memory
     from ingest.bus.amqp import AmqpBus
 

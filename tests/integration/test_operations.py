@@ -128,3 +128,36 @@ def test_sigterm_stops_the_worker_cleanly_with_nothing_lost(tmp_path: Path) -> N
         check=True,
     )
     assert len(feed.stdout.splitlines()) == 30
+
+
+def test_embedded_parking_lot_outlives_the_process(tmp_path: Path) -> None:
+    """Embedded mode keeps feedback.dead in a file: a later `dead list` (another process)
+    shows what a `run --once` parked, with its reason, and leaves it parked."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = tmp_path / "embedded.toml"
+    config.write_text(
+        f'[runtime]\nstate_dir = "{tmp_path / "state"}"\n[classify]\nworkers = 1\n'
+        f'customer_ref_key = "k"\n[connectors.forms]\ntype = "file_drop"\npath = "{inbox}"\n'
+        "settle_secs = 0.0\n",
+        encoding="utf-8",
+    )
+    config.chmod(0o600)
+    write_feedback_file(inbox / "a.jsonl", 5, with_bad=True)
+    subprocess.run(
+        cli_command("run", "--once", "--config", str(config)),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    for _ in range(2):  # listing twice: listing must not consume
+        listed = subprocess.run(
+            cli_command("dead", "list", "--json", "--config", str(config)),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        rows = [orjson.loads(line) for line in listed.stdout.splitlines()]
+        assert len(rows) == 4
+        assert {r["stage"] for r in rows} == {"connector:forms"}
+        assert all(r["error"] for r in rows)
