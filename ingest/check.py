@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 
+from ingest.abc import Sink
 from ingest.runtime import components
 from ingest.settings import Settings
 
@@ -19,6 +21,14 @@ async def _probe(name: str, action: Callable[[], Awaitable[None]]) -> bool:
     return True
 
 
+async def _sink_check(sink: Sink) -> None:
+    await sink.start()
+    try:
+        await sink.ping()
+    finally:
+        await sink.close()
+
+
 async def run_checks(settings: Settings) -> int:
     results = []
     bus = components.make_bus(settings)
@@ -30,17 +40,12 @@ async def run_checks(settings: Settings) -> int:
     results.append(
         await _probe(f"bus ({'embedded' if settings.embedded else 'rabbitmq'})", bus_check)
     )
-    for label, make in (("feed", components.make_feed), ("store", components.make_store)):
-        sink = make(settings)
-
-        async def sink_check(sink: object = sink) -> None:
-            await sink.start()  # type: ignore[attr-defined]
-            try:
-                await sink.ping()  # type: ignore[attr-defined]
-            finally:
-                await sink.close()  # type: ignore[attr-defined]
-
-        results.append(await _probe(f"{label} ({sink.name})", sink_check))
+    sinks: list[tuple[str, Sink]] = [
+        ("feed", components.make_feed(settings)),
+        ("store", components.make_store(settings)),
+    ]
+    for label, sink in sinks:
+        results.append(await _probe(f"{label} ({sink.name})", partial(_sink_check, sink)))
     for connector in components.make_connectors(settings):
         results.append(
             await _probe(f"connector {connector.name} ({connector.type})", connector.check)

@@ -42,7 +42,7 @@ from pamqp.commands import Basic
 from pamqp.common import FieldValue
 
 from ingest.bus.base import DLX, Bus, Delivery, OutMessage, Topology
-from ingest.bus.memory import (
+from ingest.bus.topology import (
     BINDINGS,
     BROKER_OWNED_HEADERS,
     CONTRACT_QUEUES,

@@ -41,7 +41,8 @@ from ingest.bus.base import (
     OutMessage,
     Topology,
 )
-from ingest.bus.memory import CONTRACT_QUEUES, MemoryBus
+from ingest.bus.memory import MemoryBus
+from ingest.bus.topology import CONTRACT_QUEUES
 from ingest.errors import ConfigError, TransientError
 
 pytestmark = pytest.mark.timeout(30)

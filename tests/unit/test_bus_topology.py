@@ -23,7 +23,7 @@ from ingest.bus.base import (
     Q_SINK_STORE,
     Topology,
 )
-from ingest.bus.memory import BINDINGS, EXCHANGES, INGRESS_UNROUTED, topic_matches
+from ingest.bus.topology import BINDINGS, EXCHANGES, INGRESS_UNROUTED, topic_matches
 
 DEFINITIONS = Path(__file__).parents[2] / "deploy" / "rabbitmq" / "definitions.json"
 
