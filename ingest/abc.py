@@ -6,11 +6,15 @@ talks to these types, so `ingest/` never names a channel, a rule or a database.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Literal, Protocol
+
+from aiohttp import web
 
 from ingest.model import FeedbackEvent, FeedbackRecord
 
@@ -46,7 +50,9 @@ class Connector(ABC):
     type: ClassVar[str]
     """Registry name, e.g. "file_drop"."""
     description: ClassVar[str]
-    mode: ClassVar[Literal["pull", "push"]]
+    mode: ClassVar[Literal["pull", "push", "both"]]
+    """"both": the class inherits PullConnector and PushConnector (e.g. a drop folder
+    and a webhook for the same source); the runtime polls it and mounts its routes."""
     Options: ClassVar[builtins.type[Any]]
     """A frozen dataclass of the connector's options, built by `ingest.options.parse_options`
     from its `[connectors.<name>]` table (minus `type`); it has a classmethod `example()`."""
@@ -72,12 +78,70 @@ class Connector(ABC):
 
 
 class PullConnector(Connector):
-    mode: ClassVar[Literal["pull", "push"]] = "pull"
+    mode: ClassVar[Literal["pull", "push", "both"]] = "pull"
     poll_interval_secs: float = 30.0
 
     @abstractmethod
     def read(self, cursor: str | None) -> AsyncIterator[Batch]:
         """Batches of new input after `cursor`, each with the cursor that follows it."""
+
+    async def wait_for_input(self, timeout_secs: float) -> None:
+        """Return when new input may be waiting, at the latest after `timeout_secs`; the
+        runtime polls then. The default sleeps; a channel that can announce new input
+        (IMAP IDLE) returns early. Cancelled when the worker stops."""
+        await asyncio.sleep(timeout_secs)
+
+
+WebHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One HTTP route of a push connector, mounted at `/webhooks/<type>/<name><path>`."""
+
+    method: Literal["GET", "POST", "PUT"]
+    handler: WebHandler
+    path: str = ""
+    """Below the connector's base path: "" for the base itself, or e.g. "/events"."""
+
+
+class Intake(Protocol):
+    """What the runtime hands a push connector (`PushConnector.bind`)."""
+
+    async def publish(self, events: Sequence[FeedbackEvent], bad: Sequence[BadInput] = ()) -> None:
+        """Return only once the broker confirmed every message; raise `TransientError`
+        otherwise. Answer the sender "ok" only after this returned."""
+
+    async def load_cursor(self, key: str) -> str | None:
+        """Per-connector cursors for push connectors that also pull (WeCom `sync_msg`)."""
+
+    async def save_cursor(self, key: str, cursor: str) -> None: ...
+
+
+class PushConnector(Connector):
+    """A connector the channel calls. It declares routes; the runtime mounts them on the
+    shared web server, binds an `Intake`, counts outcomes and answers for escaped errors:
+    `Rejected` → its status (403 forged, 400 malformed, ...), `TransientError` → 503
+    (the sender retries), anything else → 500. None of them reached the bus."""
+
+    mode: ClassVar[Literal["pull", "push", "both"]] = "push"
+    _intake: Intake | None = None
+
+    def bind(self, intake: Intake) -> None:
+        self._intake = intake
+
+    @property
+    def intake(self) -> Intake:
+        if self._intake is None:
+            raise RuntimeError(f"push connector {self.name!r} used before the runtime bound it")
+        return self._intake
+
+    @abstractmethod
+    def routes(self) -> Sequence[Route]: ...
+
+    async def run(self) -> None:
+        """Background work next to the routes (e.g. pulling after a callback); runs until
+        cancelled at shutdown. Most push connectors need none."""
 
 
 # --- processors -------------------------------------------------------------
@@ -135,6 +199,86 @@ class Feed(Sink):
     @abstractmethod
     async def size(self) -> dict[str, int]:
         """Open items per urgency level."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeskItem:
+    """A feed item as the desk sees it: the masked record plus its live hot fields."""
+
+    record: FeedbackRecord
+    status: str
+    owner: str
+    lease_expires_at: datetime | None = None
+    breached: bool = False
+    escalated: bool = False
+    linked_to: str = ""
+    """A repeat complaint: the id of the same customer's open item it was linked to."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEvent:
+    """One entry of the live stream (`{prefix}:events`): `type` is one of new, updated,
+    claimed, released, resolved, breached, escalated, reassigned; `event_id` is the
+    stream position a reader resumes after (SSE `Last-Event-ID`)."""
+
+    event_id: str
+    type: str
+    record_id: str
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    returned: Sequence[str] = ()
+    """Items whose lease expired: back in the feed."""
+    breached: Sequence[str] = ()
+    """Items newly past due_at: marked breached and raised within their level."""
+
+
+class DeskFeed(Feed):
+    """The desk's operations on the feed, each atomic (contract: architecture.md,
+    "Redis priority feed"). Two agents can never hold one item. Every operation that
+    changes an item appends an event to the stream. Operations on an item the caller
+    may not touch raise `ingest.errors.Conflict` (held by someone else, already
+    resolved) or `KeyError` (no such item)."""
+
+    @abstractmethod
+    async def next(self, agent: str, lease_secs: int) -> DeskItem | None:
+        """Claim the most pressing open item for `agent` with a lease; None if empty."""
+
+    @abstractmethod
+    async def claim(self, record_id: str, agent: str, lease_secs: int) -> DeskItem: ...
+
+    @abstractmethod
+    async def renew(self, record_id: str, agent: str, lease_secs: int) -> DeskItem: ...
+
+    @abstractmethod
+    async def release(self, record_id: str, agent: str) -> DeskItem: ...
+
+    @abstractmethod
+    async def resolve(self, record_id: str, agent: str, code: str, note: str = "") -> DeskItem:
+        """Close the item; `code` is the resolution outcome."""
+
+    @abstractmethod
+    async def reassign(self, record_id: str, to_agent: str, by: str) -> DeskItem:
+        """Supervisor: give a claimed or open item to `to_agent` (with a fresh lease)."""
+
+    @abstractmethod
+    async def escalate(self, record_id: str, by: str, reason: str) -> DeskItem:
+        """Raise an item to `urgent` (keeps its owner)."""
+
+    @abstractmethod
+    async def item(self, record_id: str) -> DeskItem | None: ...
+
+    @abstractmethod
+    async def sweep(self, now: datetime) -> SweepResult:
+        """Return expired leases to the feed; mark items past due_at breached."""
+
+    @abstractmethod
+    async def events(
+        self, after: str = "0", count: int = 100, block_ms: int = 0
+    ) -> list[FeedEvent]:
+        """Stream entries after `after` ("0" = from the start, "$" = only new ones)."""
 
 
 class Store(Sink):

@@ -33,6 +33,8 @@ class ChainSpec:
         shared = {
             "timezone": settings.timezone,
             "customer_ref_key": settings.customer_ref_key.reveal(),
+            "contact_key": settings.contact_key.reveal(),
+            "holidays_file": settings.holidays_file,
         }
         options: dict[str, dict[str, Any]] = {}
         for name in settings.steps:
@@ -63,7 +65,9 @@ class Chain:
 # Results cross the process boundary as tuples, not exceptions: custom exceptions with
 # keyword arguments do not survive pickling intact.
 Outcome = tuple[str, bytes | str, str]
-"""("ok", record_bytes, "") | ("drop", reason, "") | ("error", message, kind)"""
+"""("ok", record_bytes, routing_key) | ("drop", reason, "") | ("error", message, kind).
+The routing key (`<channel>.<urgency>`) comes back with the record so the parent
+process never decodes it: its CPU belongs to the bus and the sinks."""
 
 _CHAIN: Chain | None = None
 
@@ -81,13 +85,18 @@ def classify_bytes(body: bytes) -> Outcome:
     assert _CHAIN is not None, "worker not initialised"
     try:
         record = _CHAIN(decode_event(body))
-        return ("ok", encode_record(record), "")
+        return ("ok", encode_record(record), f"{record.channel}.{record.urgency}")
     except Drop as drop:
         return ("drop", drop.reason, "")
     except PermanentError as exc:
         return ("error", str(exc), exc.kind)
     except Exception as exc:  # a step bug: reported as a failure of this input only
         return ("error", f"{type(exc).__name__}: {exc}", "step_crash")
+
+
+def classify_batch(bodies: Sequence[bytes]) -> list[Outcome]:
+    """Worker-process entry point for the processor role: one round trip per batch."""
+    return [classify_bytes(body) for body in bodies]
 
 
 def classify_lines(lines: Sequence[bytes]) -> list[Outcome]:
@@ -133,6 +142,10 @@ class ChainPool:
     async def classify(self, body: bytes) -> Outcome:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, classify_bytes, body)
+
+    async def classify_many(self, bodies: Sequence[bytes]) -> list[Outcome]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, classify_batch, bodies)
 
     def map_lines(self, chunks: Iterable[Sequence[bytes]]) -> Iterator[list[Outcome]]:
         """Ordered results of chunks of input lines, a bounded number in flight."""

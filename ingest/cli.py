@@ -97,6 +97,36 @@ def _dead(args: argparse.Namespace) -> int:
     return asyncio.run(dead_replay(settings, ids=args.id or None, replay_all=args.all))
 
 
+def _store(args: argparse.Namespace) -> int:
+    from ingest import store_cli
+
+    settings = _settings(args)
+    configure_logging("warning", settings.log.format)
+    if args.store_command == "purge":
+        return asyncio.run(store_cli.purge(settings, args.older_than, args.dry_run, sys.stdout))
+    if args.unmasked and not args.i_know:
+        print(
+            "feedback-ingest: --unmasked exports channel extras and raw payload references; "
+            "add --i-know to confirm (every export is audited)",
+            file=sys.stderr,
+        )
+        return 2
+    return asyncio.run(
+        store_cli.export(settings, args.format, args.since, args.unmasked, sys.stdout.buffer)
+    )
+
+
+def _desk(args: argparse.Namespace) -> int:
+    from ingest.desk.auth import config_lines, new_token
+
+    token = new_token()
+    print(f"token for {args.name} ({args.role}), shown once; give it to them privately:")
+    print(f"  {token}")
+    print("add to the settings file (only the hash is kept):")
+    print(config_lines(args.name, args.role, token), end="")
+    return 0
+
+
 def _parse(args: argparse.Namespace) -> int:
     from ingest import registry
     from ingest.codec import event_to_dict
@@ -108,7 +138,11 @@ def _parse(args: argparse.Namespace) -> int:
         key, _, value = item.partition("=")
         options[key] = value
     example = cls.Options.example() if not options else parse_options(cls.Options, options)
-    events, bad = cls.parse_payload(Path(args.file).read_bytes(), example)
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        raise ConfigError("FILE", f"cannot read {args.file}: {exc.strerror}") from None
+    events, bad = cls.parse_payload(data, example)
     for event in events:
         sys.stdout.buffer.write(orjson.dumps(event_to_dict(event)) + b"\n")
     for item in bad:
@@ -218,9 +252,28 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--id", action="append", help="x-feedback-id or message number to replay")
     dr.add_argument("--all", action="store_true", help="replay every parked message")
 
+    p = command("store", _store, "retention and export of the SQL store")
+    store_sub = p.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    sp = store_sub.add_parser("purge", help="delete records older than AGE (at least 3 years)")
+    se = store_sub.add_parser("export", help="stream records as CSV or JSON Lines, masked")
+    for action in (sp, se):
+        action.add_argument("--config", default=argparse.SUPPRESS, help="TOML settings file")
+    sp.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 3y or 1200d")
+    sp.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
+    se.add_argument("--format", choices=("csv", "jsonl"), default="jsonl")
+    se.add_argument("--since", help="records received from this date or ISO 8601 time on")
+    se.add_argument("--unmasked", action="store_true", help="add meta and raw_ref (needs --i-know)")
+    se.add_argument("--i-know", action="store_true", help="confirm an unmasked export")
+
+    p = command("desk", _desk, "complaint desk administration", config=False)
+    desk_sub = p.add_subparsers(dest="desk_command", required=True, metavar="ACTION")
+    dt = desk_sub.add_parser("token", help="make a bearer token and print its config lines")
+    dt.add_argument("--role", required=True, choices=("viewer", "agent", "supervisor"))
+    dt.add_argument("--name", required=True, help="who it is for (the owner name on claims)")
+
     p = command("parse", _parse, "run a connector's pure parser on a saved payload", config=False)
     p.add_argument("channel", metavar="CHANNEL", help="connector type, e.g. file_drop")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="the saved payload; - reads stdin")
     p.add_argument("-o", "--option", action="append", help="connector option key=value")
 
     command(

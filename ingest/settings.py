@@ -56,11 +56,25 @@ class HttpSettings:
 
 @dataclass(frozen=True)
 class ClassifySettings:
-    steps: tuple[str, ...] = ("normalize", "pii", "sentiment", "urgency", "deadline")
+    steps: tuple[str, ...] = (
+        "non_feedback",
+        "normalize",
+        "pii",
+        "sentiment",
+        "urgency",
+        "churn",
+        "deadline",
+    )
     workers: int = 0
     """Processes for the classification chain; 0 = one per core."""
     timezone: str = "Asia/Shanghai"
     customer_ref_key: Secret = Secret("")  # noqa: RUF009 - immutable str subclass
+    contact_key: Secret = Secret("")  # noqa: RUF009 - immutable str subclass
+    """When set, the `pii` step stores the raw author sealed (ingest/sealed.py) in
+    `meta.contact_sealed`, and the desk's audited contact endpoint can open it.
+    Unset: the identifier is not kept at all, only masked."""
+    holidays_file: str = ""
+    """TOML of extra holidays and make-up workdays (years chinese-calendar lacks)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Per-step option tables: `[classify.options.urgency] rules_file = "…"`."""
 
@@ -75,6 +89,23 @@ class RuntimeSettings:
     """Messages a processor works on at once."""
     retry_initial_secs: float = 0.5
     retry_max_secs: float = 30.0
+    sweep_interval_secs: float = 15.0
+    """How often the SLA sweeper returns expired leases and marks breaches (sinks, desk)."""
+
+
+@dataclass(frozen=True)
+class DeskSettings:
+    """The complaint desk (role `desk`): API, live stream and page on the `[http]` server."""
+
+    tokens: tuple[dict[str, Any], ...] = ()
+    """`[[desk.tokens]]` tables: `name`, `role` (viewer / agent / supervisor) and `sha256`,
+    the hex SHA-256 of the bearer token (never the token itself); see `desk token`."""
+    lease_secs: int = 900
+    """How long a claim holds an item before it returns to the feed (renew to keep it)."""
+    feed_limit_max: int = 200
+    sse_heartbeat_secs: float = 15.0
+    """A comment line this often keeps idle live streams open through proxies."""
+    stats_days_max: int = 92
 
 
 @dataclass(frozen=True)
@@ -92,6 +123,7 @@ class Settings:
     classify: ClassifySettings = field(default_factory=ClassifySettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    desk: DeskSettings = field(default_factory=DeskSettings)
     connectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = ""
     """The file these settings came from ('' = defaults only)."""
@@ -119,6 +151,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "classify": ClassifySettings,
     "runtime": RuntimeSettings,
     "log": LogSettings,
+    "desk": DeskSettings,
 }
 
 

@@ -41,11 +41,28 @@ END_TO_END = Histogram(
 )
 QUEUE_DEPTH = Gauge("feedback_queue_depth", "Ready messages per queue", ["queue"])
 FEED_SIZE = Gauge("feedback_feed_size", "Open items in the desk feed per level", ["urgency"])
+SLA_BREACHES = Counter(
+    "feedback_sla_breaches_total", "Items the SLA sweeper found past due_at", ["urgency"]
+)
+LEASES_EXPIRED = Counter(
+    "feedback_leases_expired_total", "Claimed items returned to the feed by the sweeper"
+)
 CONNECTOR_UP = Gauge(
     "feedback_connector_up", "1 when the connector's last poll or check worked", ["connector"]
 )
 CURSOR_COMMITS = Counter(
     "feedback_cursor_commits_total", "Cursors committed after confirm", ["connector"]
+)
+WEBHOOK_REQUESTS = Counter(
+    "feedback_webhook_requests_total",
+    "Requests to push connectors by outcome (ok, rejected kind, unavailable, error)",
+    ["connector", "outcome"],
+)
+WEBHOOK_LATENCY = Histogram(
+    "feedback_webhook_seconds",
+    "Time from request to answer on a push connector's routes (includes the confirm)",
+    ["connector"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
 )
 
 

@@ -11,7 +11,7 @@ import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from urllib.parse import quote, urlparse
 
 import pytest
@@ -59,6 +59,21 @@ def pg_url() -> str:
 
 
 @pytest.fixture
+async def pg_database(pg_url: str, unique: str) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for one test (dropped after it): its URL."""
+    import asyncpg
+
+    name = f"feedback_test_{unique}"
+    admin = await asyncpg.connect(pg_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield pg_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
 def unique() -> str:
     """A short unique token to isolate a test's keys, queues, schemas."""
     return uuid.uuid4().hex[:10]
@@ -89,3 +104,46 @@ def amqp_vhost_url() -> Iterator[str]:
         yield urlparse(url)._replace(path="/" + quote(vhost, safe="")).geturl()
     finally:
         ctl("delete_vhost", vhost)
+
+
+# --- the whole run's logs hold no personal data and no secret ----------------------
+
+SECRETS_IN_TESTS = (
+    "s3cret-token-for-tests",
+    "guest:guest",
+    "agc-s3cret-for-tests",  # app_reviews: AppGallery client secret
+    "fake-access-token-",  # app_reviews: bearer tokens the fake stores issue
+    "PRIVATE KEY-----",  # app_reviews: any PEM private key (.p8, service account)
+)
+"""Secrets the tests configure; none may appear in a log line (extend when adding one)."""
+_LOG_COPY: dict[str, str] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import tempfile
+
+    from ingest.log import COPY_ENV, configure_logging
+
+    fd, path = tempfile.mkstemp(prefix="feedback-test-logs-", suffix=".jsonl")
+    os.close(fd)
+    os.environ[COPY_ENV] = path  # inherited by workers and CLI subprocesses
+    _LOG_COPY["path"] = path
+    configure_logging("info")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests.log_scan import scan_log_file
+
+    path = _LOG_COPY.get("path")
+    if not path or not os.path.exists(path):
+        return
+    findings = scan_log_file(path, SECRETS_IN_TESTS)
+    if findings:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        lines = "\n".join(findings[:20])
+        message = f"personal data or secrets found in the run's logs ({len(findings)}):\n{lines}"
+        if reporter is not None:
+            reporter.write_line(message, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    else:
+        os.unlink(path)

@@ -5,7 +5,6 @@ re-reads the batch on restart; deterministic ids make that harmless."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 
 import structlog
@@ -70,8 +69,24 @@ class PullScheduler:
     async def _loop(self, connector: PullConnector) -> None:
         while not self.stopping.is_set():
             await self._poll_with_retry(connector, forever=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), connector.poll_interval_secs)
+            await self._wait_next_poll(connector)
+
+    async def _wait_next_poll(self, connector: PullConnector) -> None:
+        """Until the poll interval passed, the connector announced new input, or stop.
+        A failing `wait_for_input` only shortens the wait (it is logged, then polled)."""
+        interval = connector.poll_interval_secs
+        waits = [
+            asyncio.ensure_future(self.stopping.wait()),
+            asyncio.ensure_future(connector.wait_for_input(interval)),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+            for result in await asyncio.gather(*waits, return_exceptions=True):
+                if isinstance(result, Exception):
+                    log.warning("wait_for_input_failed", error=repr(result))
 
     async def _poll_with_retry(self, connector: PullConnector, *, forever: bool) -> int:
         backoff = Backoff(self._backoff_template.initial_secs, self._backoff_template.max_secs)

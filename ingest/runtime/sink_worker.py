@@ -18,7 +18,7 @@ from ingest.errors import PermanentError, TransientError
 from ingest.log import get_logger
 from ingest.model import FeedbackRecord
 from ingest.runtime.backoff import Backoff
-from ingest.runtime.stage import InFlight, park
+from ingest.runtime.stage import InFlight, give_back, park
 
 log = get_logger("ingest.sink")
 
@@ -108,13 +108,17 @@ class SinkWorker:
                 )
                 if self.stopping.is_set():
                     for delivery in keep:  # shutting down: hand them back, unacked
-                        await delivery.requeue()
+                        await give_back(delivery)
                     return
                 await asyncio.sleep(delay)
         telemetry.LATENCY.labels(self.stage).observe(time.perf_counter() - started)
         now = datetime.now(UTC)
         for delivery, record in zip(keep, records, strict=True):
-            await delivery.ack()
+            try:
+                await delivery.ack()
+            except TransientError as exc:  # written, but the channel is gone: the broker
+                log.warning("ack_lost", stage=self.stage, error=str(exc))  # redelivers it and
+                continue  # the idempotent upsert makes that a no-op; the worker keeps going
             telemetry.PROCESSED.labels(
                 delivery.headers.get(H_CHANNEL, record.channel), self.stage
             ).inc()

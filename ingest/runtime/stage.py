@@ -7,6 +7,7 @@ import asyncio
 
 from ingest import telemetry
 from ingest.bus.base import H_CHANNEL, Bus, Delivery
+from ingest.errors import TransientError
 from ingest.log import get_logger
 
 log = get_logger("ingest.stage")
@@ -47,3 +48,14 @@ async def park(bus: Bus, delivery: Delivery, stage: str, error: str, kind: str) 
         feedback_id=delivery.headers.get("x-feedback-id", ""),
         size=len(delivery.body),
     )
+
+
+async def give_back(delivery: Delivery) -> None:
+    """Requeue a delivery this stage could not finish. If its channel is already gone
+    (broker restart, cut link) the broker has taken it back by itself and redelivers
+    it, so the failed requeue is not an error: raising here would leave the rest of a
+    batch unsettled, and an unsettled delivery holds a prefetch slot forever."""
+    try:
+        await delivery.requeue()
+    except TransientError as exc:
+        log.info("requeue_on_lost_channel", error=str(exc))

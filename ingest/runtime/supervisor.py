@@ -12,12 +12,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ingest import registry, telemetry
-from ingest.abc import Connector, Feed, PullConnector, Store
+from ingest.abc import Connector, Feed, PullConnector, PushConnector, Store
 from ingest.bus.base import Q_PROCESS, Q_PROCESS_URGENT, Q_SINK_FEED, Q_SINK_STORE, Bus
 from ingest.classify import ChainPool, ChainSpec, default_workers
 from ingest.errors import ConfigError
 from ingest.log import get_logger
-from ingest.runtime import components
+from ingest.runtime import components, push, sdnotify
 from ingest.runtime.backoff import Backoff
 from ingest.runtime.http import HttpServer, Probe, build_app
 from ingest.runtime.processor import ProcessorWorker
@@ -25,6 +25,7 @@ from ingest.runtime.publish import Publisher
 from ingest.runtime.pull import PullScheduler
 from ingest.runtime.sink_worker import SinkWorker
 from ingest.runtime.stage import InFlight
+from ingest.runtime.sweeper import sweeper_for
 from ingest.settings import Settings
 
 log = get_logger("ingest.supervisor")
@@ -67,14 +68,19 @@ class Worker:
         self.processor: ProcessorWorker | None = None
         self.sinks: list[SinkWorker] = []
         self.scheduler: PullScheduler | None = None
+        self.push: list[PushConnector] = []
+        self.intakes: list[push.WebhookIntake] = []
         self.http: HttpServer | None = None
         self.stats = RunStats(roles=self.roles)
         self._stop = asyncio.Event()
 
     def request_stop(self) -> None:
         """Stop intake now; the rest drains in `run`."""
+        sdnotify.stopping()
         log.info("stop_requested")
         self._stop.set()
+        for intake in self.intakes:  # webhooks now answer 503: the sender retries elsewhere
+            intake.close()
         if self.scheduler is not None:
             self.scheduler.stop()
 
@@ -114,18 +120,28 @@ class Worker:
                         backoff=Backoff(backoff.initial_secs, backoff.max_secs),
                     ),
                 ]
-            pull = [c for c in self.connectors if isinstance(c, PullConnector)]
-            if pull:
+            if self.connectors:
                 cursors = components.make_cursors(self.settings)
                 stack.push_async_callback(cursors.close)
                 publisher = Publisher(self.bus, registry.triage())
-                self.scheduler = PullScheduler(pull, publisher, cursors, backoff)
+                pull = [c for c in self.connectors if isinstance(c, PullConnector)]
+                if pull:
+                    self.scheduler = PullScheduler(pull, publisher, cursors, backoff)
+                self.push = [c for c in self.connectors if isinstance(c, PushConnector)]
+                if self.push and not self.serve_http:
+                    log.warning("push_connectors_idle", reason="no web server in --once mode")
             for connector in self.connectors:
                 stack.push_async_callback(connector.close)
             if self.serve_http:
-                self.http = HttpServer(
-                    build_app(self._probes()), self.settings.http.host, self.settings.http.port
-                )
+                app = build_app(self._probes())
+                if self.push:
+                    self.intakes = push.mount(app, self.push, publisher, cursors)
+                if "desk" in self.roles:
+                    from ingest import desk
+
+                    assert self.feed is not None and self.store is not None
+                    desk.mount(app, self.feed, self.store, self.settings)
+                self.http = HttpServer(app, self.settings.http.host, self.settings.http.port)
                 await self.http.start()
                 stack.push_async_callback(self.http.close)
             with self._signals():
@@ -138,6 +154,7 @@ class Worker:
             consumers.append(asyncio.create_task(self.processor.run(), name="processor"))
         consumers += [asyncio.create_task(s.run(), name=s.stage) for s in self.sinks]
         gauges = asyncio.create_task(self._report_depths(), name="depths")
+        background = [gauges]
         try:
             if self.once:
                 if self.scheduler is not None:
@@ -149,6 +166,18 @@ class Worker:
                     if self.scheduler is not None
                     else None
                 )
+                background += [
+                    asyncio.create_task(push.run_background(c), name=f"push:{c.name}")
+                    for c in self.push
+                ]
+                sweeper = sweeper_for(self.feed, self.settings.runtime.sweep_interval_secs)
+                if sweeper is not None:  # sinks or desk role: leases and SLA breaches
+                    background.append(asyncio.create_task(sweeper.run(), name="sweeper"))
+                sdnotify.ready()  # systemd Type=notify: every role is up
+                interval = sdnotify.watchdog_interval_secs()
+                if interval is not None:
+                    watchdog = self._watchdog(interval, consumers)
+                    background.append(asyncio.create_task(watchdog, name="watchdog"))
                 waiters = {asyncio.ensure_future(self._stop.wait()), *consumers}
                 if intake is not None:
                     waiters.add(intake)
@@ -162,8 +191,17 @@ class Worker:
                 if not self.bus.durable:  # in-memory: queued work would be lost at exit
                     await self._drain_within_timeout()
         finally:
-            gauges.cancel()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await self._stop_consumers(consumers)
+
+    async def _watchdog(self, interval_secs: float, consumers: list[asyncio.Task[None]]) -> None:
+        """Ping systemd's watchdog while every consumer runs; a dead one stops the pings,
+        so systemd restarts a worker that is up but no longer working."""
+        while not any(task.done() for task in consumers):
+            sdnotify.watchdog()
+            await asyncio.sleep(interval_secs)
 
     async def _stop_consumers(self, consumers: list[asyncio.Task[None]]) -> None:
         timeout = self.settings.runtime.drain_timeout_secs

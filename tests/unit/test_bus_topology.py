@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from ingest.bus.amqp import exchange_arguments, header_text, queue_arguments
+from ingest.bus.amqp import exchange_arguments, queue_arguments
+from ingest.bus.amqp_delivery import header_text
 from ingest.bus.base import (
     CLASSIFIED,
     DLX,

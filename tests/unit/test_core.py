@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Literal
@@ -66,6 +67,16 @@ def test_event_and_record_round_trip_through_the_wire_format() -> None:
     assert decode_record(encode_record(record)) == record
     event = FeedbackEvent(id="x", channel="phone", text="你好")
     assert decode_event(encode_event(event)) == event
+
+
+def test_native_dataclass_encoding_is_byte_identical_to_asdict() -> None:
+    """The codec lets orjson serialise dataclasses itself (10x faster than asdict);
+    the bytes on the bus must be exactly what the asdict encoding gave."""
+    record = full_record()
+    by_asdict = orjson.dumps(
+        {"schema": 1, "record": dataclasses.asdict(record)}, option=orjson.OPT_NON_STR_KEYS
+    )
+    assert encode_record(record) == by_asdict
 
 
 def test_wire_format_is_the_contract_envelope() -> None:
