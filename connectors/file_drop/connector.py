@@ -17,8 +17,6 @@ import asyncio
 import hashlib
 import itertools
 import os
-import time
-import uuid
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -27,9 +25,7 @@ from collections.abc import (
     Iterator,
     Sequence,
 )
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,27 +48,13 @@ from connectors.file_drop.parse import (
     whole_file,
 )
 from connectors.file_drop.record import DropFile
+from ingest import dropfolder
 from ingest.abc import BadInput, Batch, PullConnector
-from ingest.errors import ConfigError, TransientError
+from ingest.dropfolder import DONE, FAILED, SettledFile
 from ingest.log import get_logger
 from ingest.model import FeedbackEvent
 
-DONE = "done"
-FAILED = "failed"
 _HASH_CHUNK = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class _Found:
-    """A settled file as listed; it is moved only if it is still exactly this file."""
-
-    path: Path
-    size: int
-    mtime_ns: int
-    inode: int
-
-    def same(self, st: os.stat_result) -> bool:
-        return (st.st_size, st.st_mtime_ns, st.st_ino) == (self.size, self.mtime_ns, self.inode)
 
 
 def read_lines(stream: IO[bytes], max_line_bytes: int) -> Iterator[Line]:
@@ -96,7 +78,7 @@ def read_lines(stream: IO[bytes], max_line_bytes: int) -> Iterator[Line]:
 class _DropReader:
     """One open dropped file, driven from a worker thread one call at a time."""
 
-    def __init__(self, found: _Found, connector: str, options: FileDropOptions) -> None:
+    def __init__(self, found: SettledFile, connector: str, options: FileDropOptions) -> None:
         self.found = found
         self._connector = connector
         self._options = options
@@ -184,20 +166,7 @@ class FileDropConnector(PullConnector):
         await asyncio.to_thread(self._prepare)
 
     def _prepare(self) -> None:
-        key = f"connectors.{self.name}.path"
-        if not self.folder.is_dir():
-            what = "is not a folder" if self.folder.exists() else "does not exist"
-            raise ConfigError(key, f"{self.folder} {what}")
-        probe = self.folder / f".file_drop-probe-{uuid.uuid4().hex}"
-        try:
-            for sub in (DONE, FAILED):
-                (self.folder / sub).mkdir(exist_ok=True)
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise ConfigError(
-                key, f"cannot create done/, failed/ and files in {self.folder}: {exc.strerror}"
-            ) from None
+        dropfolder.prepare(self.folder, f"connectors.{self.name}.path", ".file_drop")
 
     # --- read ------------------------------------------------------------------
 
@@ -207,35 +176,13 @@ class FileDropConnector(PullConnector):
             async for batch in self._read_file(found):
                 yield batch
 
-    def _settled_files(self) -> list[_Found]:
-        """Matching regular files not modified for settle_secs, by mtime then name.
-        Dot-files are skipped: they are how most tools write before renaming."""
-        now_ns = time.time_ns()
-        settle_ns = self.options.settle_secs * 1e9
-        patterns = [p.lower() for p in self.options.patterns]
-        found: list[_Found] = []
-        try:
-            with os.scandir(self.folder) as entries:
-                for entry in entries:
-                    name = entry.name.lower()
-                    if name.startswith(".") or not any(fnmatchcase(name, p) for p in patterns):
-                        continue
-                    try:
-                        if not entry.is_file():
-                            continue
-                        st = entry.stat()
-                    except OSError:
-                        continue  # gone since the listing
-                    if now_ns - st.st_mtime_ns < settle_ns:
-                        self._log.debug("file_drop.unsettled", file=entry.name)
-                        continue
-                    found.append(_Found(Path(entry.path), st.st_size, st.st_mtime_ns, st.st_ino))
-        except OSError as exc:
-            raise TransientError(f"cannot list {self.folder}: {exc.strerror}") from None
-        found.sort(key=lambda f: (f.mtime_ns, f.path.name))
-        return found
+    def _settled_files(self) -> list[SettledFile]:
+        """Matching settled files, oldest first (`ingest.dropfolder`)."""
+        return dropfolder.settled_files(
+            self.folder, self.options.patterns, self.options.settle_secs, log=self._log
+        )
 
-    async def _read_file(self, found: _Found) -> AsyncIterator[Batch]:
+    async def _read_file(self, found: SettledFile) -> AsyncIterator[Batch]:
         """The file's batches; the last one moves it to done/, or to failed/ with one more
         dead letter for the whole file when not a single line of it could be read."""
         name = found.path.name
@@ -276,45 +223,13 @@ class FileDropConnector(PullConnector):
 
     # --- commit: move the file -------------------------------------------------
 
-    def _mover(self, found: _Found, to: str) -> Callable[[], Awaitable[None]]:
+    def _mover(self, found: SettledFile, to: str) -> Callable[[], Awaitable[None]]:
         async def move() -> None:
             await asyncio.to_thread(self._move, found, to)
 
         return move
 
-    def _move(self, found: _Found, to: str) -> None:
-        """Move the file to done/ or failed/ (a timestamp suffix if the name is taken).
-        Not if it changed while being read: its new content is read on the next poll."""
-        try:
-            st = found.path.stat()
-        except FileNotFoundError:
-            self._log.warning("file_drop.gone_before_move", file=found.path.name)
-            return
-        except OSError as exc:
-            raise TransientError(f"cannot stat {found.path}: {exc.strerror}") from None
-        if not found.same(st):
-            self._log.warning("file_drop.changed_while_read", file=found.path.name)
-            return
-        target_dir = self.folder / to
-        try:
-            target_dir.mkdir(exist_ok=True)
-            target = _free_name(target_dir, found.path.name)
-            os.replace(found.path, target)
-        except OSError as exc:
-            raise TransientError(f"cannot move {found.path} to {to}/: {exc.strerror}") from None
-        self._log.info("file_drop.moved", file=found.path.name, to=str(target))
-
-
-def _free_name(folder: Path, name: str) -> Path:
-    """`name` in `folder`, or `stem.<UTC timestamp>[-n]suffix` if a file has it already
-    (the same export dropped twice keeps both copies)."""
-    target = folder / name
-    if not target.exists():
-        return target
-    path = Path(name)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    tag, n = stamp, 1
-    while (target := folder / f"{path.stem}.{tag}{path.suffix}").exists():
-        n += 1
-        tag = f"{stamp}-{n}"
-    return target
+    def _move(self, found: SettledFile, to: str) -> None:
+        """Move the file to done/ or failed/, unless it changed while being read: its new
+        content is read on the next poll."""
+        dropfolder.move(self.folder, found, to, self._log)

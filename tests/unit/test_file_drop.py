@@ -33,6 +33,7 @@ from ingest.errors import ConfigError
 from ingest.model import FeedbackEvent
 from ingest.options import options_to_table, parse_options
 from ingest.registry import connector_class
+from ingest.testing import ConnectorContract
 
 MTIME = datetime(2024, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -717,3 +718,17 @@ async def test_a_huge_line_in_a_file_is_dead_lettered_in_bounded_size(tmp_path: 
     (bad,) = batches[0].bad
     assert bad.kind == "oversized" and len(bad.raw) == 1000 and "3000012 bytes" in bad.reason
     assert [e.text for e in batches[0].events] == ["ok"]
+
+
+class TestFileDropContract(ConnectorContract):
+    """file_drop keeps the connector contract (ingest/testing.py)."""
+
+    connector = FileDropConnector
+    options = {"path": "/var/lib/feedback-ingest/inbox", "source": "官网意见反馈"}
+    bad_check_options = {"path": "/nonexistent/feedback-inbox"}
+    good_payloads = (JSONL_WITH_IDS, JSONL_WITHOUT_IDS)
+    bad_payloads = (b'{"text": ', b"\x00\x01\x02binary\xff\xfe")
+
+    async def pull_connector(self, tmp_path: Path) -> FileDropConnector:
+        drop(tmp_path, "export.jsonl", JSONL_WITH_IDS)
+        return connector(tmp_path)

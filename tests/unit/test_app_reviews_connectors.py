@@ -1,0 +1,416 @@
+"""The three review connectors against local fakes of the stores (tests/app_reviews_fakes):
+the contract suite for each, and what the stores make hard: re-polls that add nothing,
+edits that update, ties, rate limits, tokens, crashes between batches, bad keys."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.app_reviews.apple import AppStoreConnector
+from connectors.app_reviews.connector import ReviewConnector
+from connectors.app_reviews.google import GooglePlayConnector
+from connectors.app_reviews.huawei import HuaweiAppGalleryConnector
+from ingest.abc import Batch, PullConnector
+from ingest.errors import ConfigError, TransientError
+from ingest.options import parse_options
+from ingest.registry import connector_class
+from ingest.testing import ConnectorContract
+from tests.app_reviews_fakes import (
+    APPLE_APP,
+    HUAWEI_APP,
+    PACKAGE,
+    FakeStores,
+    Keys,
+    asc_options,
+    fixture,
+    google_item,
+    google_options,
+    huawei_item,
+    huawei_options,
+    rss_entry,
+    rss_options,
+    running,
+)
+
+KEYS = Keys.make()
+OTHER_KEYS = Keys.make()
+NOWHERE = "http://127.0.0.1:9"
+
+
+def make(cls: type[ReviewConnector], table: dict[str, Any]) -> Any:
+    return cls("t", parse_options(cls.Options, table, "connectors.t"))
+
+
+async def drain(connector: PullConnector, cursor: str | None = None) -> list[Batch]:
+    return [batch async for batch in connector.read(cursor)]
+
+
+def ids(batches: list[Batch]) -> list[str]:
+    return [e.native_id for b in batches for e in b.events]
+
+
+def last_cursor(batches: list[Batch]) -> str | None:
+    cursors = [b.cursor for b in batches if b.cursor is not None]
+    return cursors[-1] if cursors else None
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeStores]:
+    async with running(FakeStores.with_fixtures(KEYS)) as stores:
+        yield stores
+
+
+# --- the contract, one class per connector (and per Apple source) ----------------------
+
+
+class _FakeBacked(ConnectorContract):
+    """Starts a fake per test that needs one; closed after the test."""
+
+    fake_options: Any
+
+    @pytest.fixture(autouse=True)
+    async def _fakes(self) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            self._stack = stack
+            yield
+
+    async def pull_connector(self, tmp_path: Path) -> PullConnector:
+        stores = await self._stack.enter_async_context(running(FakeStores.with_fixtures(KEYS)))
+        connector: PullConnector = make(self.connector, type(self).fake_options(stores))  # type: ignore[arg-type]
+        return connector
+
+
+class TestAppStoreRssContract(_FakeBacked):
+    connector = AppStoreConnector
+    options = {"app_id": APPLE_APP, "countries": ["cn", "hk"]}
+    bad_check_options = {"app_id": APPLE_APP, "rss_base": NOWHERE, "max_retries": 0}
+    good_payloads = [fixture("apple_rss_cn_page1.json")]
+    bad_payloads = [
+        b"{",
+        b'{"feed": {"entry": [{"im:rating": {"label": "9"}, "id": {"label": "1"}}]}}',
+    ]
+    fake_options = staticmethod(rss_options)
+
+
+class TestAppStoreConnectContract(_FakeBacked):
+    connector = AppStoreConnector
+    options = {
+        "app_id": APPLE_APP,
+        "source": "connect_api",
+        "issuer_id": "57246542-96fe-1a63-e053-0824d011072a",
+        "key_id": "2X9R4HXF34",
+        "private_key": KEYS.asc_pem,
+    }
+    bad_check_options = {
+        **options,
+        "private_key": OTHER_KEYS.asc_pem,
+        "api_base": NOWHERE,
+        "max_retries": 0,
+    }
+    good_payloads = [fixture("asc_customer_reviews_page1.json")]
+    bad_payloads = [b"[]", b'{"data": [{"type": "customerReviews", "id": "x", "attributes": {}}]}']
+    fake_options = staticmethod(asc_options)
+
+
+class TestGooglePlayContract(_FakeBacked):
+    connector = GooglePlayConnector
+    options = {"package_name": PACKAGE, "service_account_json": KEYS.service_account_json()}
+    bad_check_options = {**options, "token_url": f"{NOWHERE}/token", "max_retries": 0}
+    good_payloads = [fixture("google_reviews_page1.json"), fixture("google_reviews_page2.json")]
+    bad_payloads = [b"not json", b'{"reviews": [{"reviewId": "x", "comments": []}]}']
+    fake_options = staticmethod(google_options)
+
+
+class TestHuaweiAppGalleryContract(_FakeBacked):
+    connector = HuaweiAppGalleryConnector
+    options = {
+        "app_id": HUAWEI_APP,
+        "client_id": "1234567890",
+        "client_secret": "agc-s3cret-for-tests",
+    }
+    bad_check_options = {**options, "api_base": NOWHERE, "max_retries": 0}
+    good_payloads = [fixture("huawei_reviews_page1.json")]
+    bad_payloads = [b"{", b'{"ret": {"rtnCode": 0}, "data": {"reviewList": [{"reviewId": "1"}]}}']
+    fake_options = staticmethod(huawei_options)
+
+
+def test_the_registry_knows_the_three_connectors() -> None:
+    assert connector_class("app_store") is AppStoreConnector
+    assert connector_class("google_play") is GooglePlayConnector
+    assert connector_class("huawei_appgallery") is HuaweiAppGalleryConnector
+
+
+# --- reading ------------------------------------------------------------------------------
+
+STORES = [
+    (AppStoreConnector, rss_options, 4),
+    (AppStoreConnector, asc_options, 3),
+    (GooglePlayConnector, google_options, 3),
+    (HuaweiAppGalleryConnector, huawei_options, 3),
+]
+
+
+@pytest.mark.parametrize(("cls", "options", "count"), STORES)
+async def test_every_review_once_oldest_first_and_a_repoll_adds_nothing(
+    fake: FakeStores, cls: Any, options: Any, count: int
+) -> None:
+    connector = make(
+        cls, options(fake, page_size=2) if options is not rss_options else options(fake)
+    )
+    try:
+        first = await drain(connector)
+        events = [e for b in first for e in b.events]
+        assert len(events) == len({e.id for e in events}) == count
+        times = [e.received_at for e in events]
+        assert times == sorted(times), "oldest first: each batch's cursor covers what is before"
+        assert ids(await drain(connector, last_cursor(first))) == []
+    finally:
+        await connector.close()
+
+
+async def test_an_edited_google_review_comes_back_as_the_same_record(fake: FakeStores) -> None:
+    connector = make(GooglePlayConnector, google_options(fake))
+    try:
+        first = await drain(connector)
+        before = {e.native_id: e for b in first for e in b.events}
+        target = fake.google[1]
+        comment = target["comments"][0]["userComment"]
+        comment["text"] = "人脸识别不过\t更新：客服帮我重置后可以了，改成四星。"
+        comment["starRating"] = 4
+        comment["lastModified"] = {"seconds": str(1763600000), "nanos": 0}
+        [again] = [e for b in await drain(connector, last_cursor(first)) for e in b.events]
+        old = before[target["reviewId"]]
+        assert again.id == old.id, "same review, same record: the sinks update it"
+        assert (again.rating, again.text) == (
+            4,
+            "人脸识别不过\n更新：客服帮我重置后可以了，改成四星。",
+        )
+        assert again.received_at > old.received_at, "the new version's time"
+    finally:
+        await connector.close()
+
+
+async def test_an_edited_rss_review_comes_back_and_new_ones_arrive(fake: FakeStores) -> None:
+    connector = make(AppStoreConnector, rss_options(fake))
+    try:
+        first = await drain(connector)
+        entry = fake.rss["cn"][2]
+        entry["updated"]["label"] = "2025-11-20T08:00:00-07:00"
+        entry["content"]["label"] = "补充：去网点柜台验证后已经解决。"
+        fake.rss["cn"].append(rss_entry("11234570000", datetime(2025, 11, 21, tzinfo=UTC), 1))
+        second = await drain(connector, last_cursor(first))
+        assert ids(second) == [entry["id"]["label"], "11234570000"]
+        assert ids(await drain(connector, last_cursor(second))) == []
+    finally:
+        await connector.close()
+
+
+async def test_reviews_in_the_same_millisecond_are_both_read(fake: FakeStores) -> None:
+    connector = make(HuaweiAppGalleryConnector, huawei_options(fake))
+    try:
+        first = await drain(connector)
+        newest = max(int(i["dateline"]) for i in fake.huawei)
+        at = datetime.fromtimestamp(newest / 1000, UTC)
+        fake.huawei.append(huawei_item("hw-same-ms", at, 3))
+        assert ids(await drain(connector, last_cursor(first))) == ["hw-same-ms"]
+    finally:
+        await connector.close()
+
+
+async def test_a_crash_between_batches_loses_nothing(fake: FakeStores) -> None:
+    """The runtime commits each batch's cursor after the broker confirmed it; stopping
+    after the first commit and polling again reads exactly the rest."""
+    connector = make(GooglePlayConnector, google_options(fake, batch_size=1))
+    try:
+        batches = connector.read(None)
+        committed = (await anext(batches)).cursor
+        await batches.aclose()  # the worker died here
+        rest = ids(await drain(connector, committed))
+        everything = ids(await drain(connector))
+        assert len(rest) == 2 and everything[1:] == rest
+    finally:
+        await connector.close()
+
+
+async def test_huawei_backfill_is_read_in_windows_of_at_most_six_months(fake: FakeStores) -> None:
+    old = datetime.now(UTC) - timedelta(days=300)
+    fake.huawei.append(huawei_item("hw-old", old, 2))
+    connector = make(HuaweiAppGalleryConnector, huawei_options(fake, backfill_days=400))
+    try:
+        assert "hw-old" in ids(await drain(connector))
+        windows = [q for m, q in fake.requests if "/manage/dev/reviews" in q]
+        assert len(windows) >= 3, "400 days need three windows (the fake refuses longer spans)"
+    finally:
+        await connector.close()
+
+
+async def test_app_store_connect_notes_developer_responses_and_signs_fresh_tokens(
+    fake: FakeStores,
+) -> None:
+    connector = make(AppStoreConnector, asc_options(fake, page_size=2))
+    try:
+        events = [e for b in await drain(connector) for e in b.events]
+        answered = [e for e in events if "developer_response" in e.meta]
+        assert [e.meta["developer_response"]["state"] for e in answered] == ["PUBLISHED"]
+        first = connector.bearer()
+        assert connector.bearer() == first, "a token is reused while valid"
+        start = connector.clock()
+        connector.clock = lambda: start + 19 * 60
+        assert connector.bearer() != first, "renewed before Apple's 20-minute limit"
+    finally:
+        await connector.close()
+
+
+async def test_links_next_never_sends_the_token_to_another_host(fake: FakeStores) -> None:
+    connector = make(AppStoreConnector, asc_options(fake))
+    link = "https://evil.example/v1/apps/1/customerReviews?cursor=Mg.AO3v0Pc&limit=2"
+    assert (
+        connector._next_url(link)
+        == f"{fake.base}/v1/apps/1/customerReviews?cursor=Mg.AO3v0Pc&limit=2"
+    )
+    await connector.close()
+
+
+async def test_one_token_serves_every_page(fake: FakeStores) -> None:
+    for i in range(5):
+        fake.google.append(google_item(f"gp:more-{i}", datetime(2025, 11, 1, i, tzinfo=UTC), i))
+    connector = make(GooglePlayConnector, google_options(fake, page_size=2))
+    try:
+        assert len(ids(await drain(connector))) == 8
+        assert [m for m, q in fake.requests if q == "/token"] == ["POST"]
+        assert len([q for _, q in fake.requests if "/reviews" in q]) == 4
+    finally:
+        await connector.close()
+
+
+# --- rate limits ---------------------------------------------------------------------------
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, secs: float) -> None:
+        self.waits.append(secs)
+
+
+@pytest.mark.parametrize(
+    ("cls", "options", "path"),
+    [
+        (AppStoreConnector, asc_options, "/v1/apps"),
+        (GooglePlayConnector, google_options, "/androidpublisher"),
+        (HuaweiAppGalleryConnector, huawei_options, "/api/reviews"),
+        (AppStoreConnector, rss_options, "/cn/rss"),
+    ],
+)
+async def test_429_waits_as_long_as_retry_after_says(
+    fake: FakeStores, cls: Any, options: Any, path: str
+) -> None:
+    fake.fail(path, 429, retry_after="7")
+    fake.fail(path, 429, retry_after="Thu, 01 Jan 1970 00:00:00 GMT")  # a date long past
+    connector = make(cls, options(fake))
+    connector.http.sleep = sleeps = Sleeps()
+    try:
+        assert len(ids(await drain(connector))) >= 3
+        assert sleeps.waits == [7.0, 0.0]
+    finally:
+        await connector.close()
+
+
+async def test_5xx_is_retried_with_backoff_but_not_forever(fake: FakeStores) -> None:
+    for _ in range(3):
+        fake.fail("/androidpublisher", 503)
+    connector = make(GooglePlayConnector, google_options(fake, max_retries=2))
+    connector.http.sleep = sleeps = Sleeps()
+    try:
+        with pytest.raises(TransientError, match="HTTP 503 after 3 attempts"):
+            await drain(connector)
+        assert len(sleeps.waits) == 2 and 0 < sleeps.waits[0] <= sleeps.waits[1] * 2
+        assert len(ids(await drain(connector))) == 3, "the next poll gets through"
+    finally:
+        await connector.close()
+
+
+async def test_a_retry_after_beyond_the_cap_fails_the_poll_for_the_runtime_to_retry(
+    fake: FakeStores,
+) -> None:
+    fake.fail("/api/reviews", 429, retry_after="3600")
+    connector = make(HuaweiAppGalleryConnector, huawei_options(fake))
+    connector.http.sleep = sleeps = Sleeps()
+    try:
+        with pytest.raises(TransientError, match="Retry-After 3600s"):
+            await drain(connector)
+        assert sleeps.waits == []
+    finally:
+        await connector.close()
+
+
+# --- check() -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cls", "options", "wrong", "key"),
+    [
+        (AppStoreConnector, asc_options, {"private_key": OTHER_KEYS.asc_pem}, "private_key"),
+        (AppStoreConnector, asc_options, {"app_id": "1000000001"}, "app_id"),
+        (GooglePlayConnector, google_options, {}, "service_account_json"),
+        (GooglePlayConnector, google_options, {"package_name": "cn.other.app"}, "package_name"),
+        (HuaweiAppGalleryConnector, huawei_options, {"client_secret": "wrong"}, "client_secret"),
+        (HuaweiAppGalleryConnector, huawei_options, {"app_id": "999"}, "app_id"),
+        (
+            AppStoreConnector,
+            rss_options,
+            {"countries": ["zz"], "app_id": "1000000001"},
+            "countries",
+        ),
+    ],
+)
+async def test_check_names_the_option_that_is_wrong(
+    fake: FakeStores, cls: Any, options: Any, wrong: dict[str, Any], key: str
+) -> None:
+    table = options(fake, **wrong)
+    if cls is GooglePlayConnector and not wrong:
+        table["service_account_json"] = OTHER_KEYS.service_account_json(f"{fake.base}/token")
+    connector = make(cls, table)
+    try:
+        with pytest.raises(ConfigError) as info:
+            await connector.check()
+        assert info.value.key == f"connectors.t.{key}"
+        with pytest.raises(TransientError):
+            await drain(connector)  # a poll keeps the worker running and says why
+    finally:
+        await connector.close()
+
+
+@pytest.mark.parametrize(("cls", "options"), STORES_CHECK := [(c, o) for c, o, _ in STORES])
+async def test_check_passes_with_the_right_keys(fake: FakeStores, cls: Any, options: Any) -> None:
+    connector = make(cls, options(fake))
+    try:
+        await connector.check()
+    finally:
+        await connector.close()
+
+
+def test_a_key_file_that_is_missing_or_of_the_wrong_kind_stops_the_start(tmp_path: Path) -> None:
+    table = {
+        "app_id": APPLE_APP,
+        "source": "connect_api",
+        "issuer_id": "i",
+        "key_id": "k",
+        "private_key_file": str(tmp_path / "AuthKey_2X9R4HXF34.p8"),
+    }
+    with pytest.raises(ConfigError) as info:
+        make(AppStoreConnector, table)
+    assert info.value.key == "connectors.t.private_key_file"
+    (tmp_path / "sa.json").write_text('{"type": "authorized_user"}')
+    with pytest.raises(ConfigError, match="service_account"):
+        make(
+            GooglePlayConnector,
+            {"package_name": PACKAGE, "service_account_file": str(tmp_path / "sa.json")},
+        )
