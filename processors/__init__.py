@@ -5,7 +5,8 @@ Each step is a class built from a plain options mapping (its
 made with `dataclasses.replace`, and which leaves a `Reason` for every decision.
 `processors.chain` names the steps; the order of the default chain matters:
 normalise, then mask personal data (before anything can be stored or logged),
-then sentiment, urgency/kind/category/business, and the deadline.
+then sentiment, urgency/kind/category/business, churn (a flag only), and the
+deadlines (which need the level and the kind).
 
 Nothing here imports snownlp at module level: the core imports
 `processors.chain` and `processors.triage` in connectors and the CLI, where a
@@ -19,7 +20,7 @@ from ingest.options import parse_options
 
 T = TypeVar("T")
 
-SHARED_KEYS = ("timezone", "customer_ref_key")
+SHARED_KEYS = ("timezone", "customer_ref_key", "contact_key", "holidays_file")
 """`[classify]` values the core passes to every step (see `ingest.classify.ChainSpec`);
 a step that does not declare one simply does not receive it."""
 

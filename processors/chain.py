@@ -4,9 +4,11 @@ The core registry imports `STEPS` lazily, in every process, so this module stays
 import-light: the step modules (and snownlp behind `sentiment`) are imported
 only when `build` resolves a name.
 
-Order of `DEFAULT_STEPS` matters: `normalize` gives every later step one form of
+Order of `DEFAULT_STEPS` matters: `non_feedback` drops channel events first;
+`normalize` gives every later step one form of
 the text; `pii` masks before anything could be stored or logged; `sentiment`
-comes before `urgency` (the kind uses it) and `deadline` needs the level.
+comes before `urgency` (the kind uses it) and `deadline` needs the level and kind;
+`churn` only flags (it reads the text and changes no decision).
 """
 
 from __future__ import annotations
@@ -21,13 +23,23 @@ if TYPE_CHECKING:
     from ingest.abc import Step
     from ingest.model import FeedbackRecord
 
-DEFAULT_STEPS: tuple[str, ...] = ("normalize", "pii", "sentiment", "urgency", "deadline")
+DEFAULT_STEPS: tuple[str, ...] = (
+    "non_feedback",
+    "normalize",
+    "pii",
+    "sentiment",
+    "urgency",
+    "churn",
+    "deadline",
+)
 
 STEPS: dict[str, str] = {
+    "non_feedback": "processors.non_feedback:NonFeedback",
     "normalize": "processors.normalize:Normalize",
     "pii": "processors.pii:MaskPii",
     "sentiment": "processors.sentiment:Sentiment",
     "urgency": "processors.urgency:Urgency",
+    "churn": "processors.churn:Churn",
     "deadline": "processors.deadline:Deadline",
 }
 

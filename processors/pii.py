@@ -16,12 +16,17 @@ What is masked (on the NFKC text `normalize` produced), and how it looks after:
               digits; "(021)" form too                                              last 4 kept)
     email     local@domain                                    z***@example.com     (first letter,
                                                                                     domain kept)
+    name      after a cue: 我叫 / 姓名: / 户名 / 联系人 …,      张* / 欧阳**  (surname kept;
+              客户…先生 / 我是…女士, 我姓…                     *先生         a bare one masked)
+    address   after a cue: 地址: / 住址 / 住在 / 家住 …, with   上海市浦东新区***
+              a street-level unit (路, 号, 小区 …)              (province, city, district kept)
 
 Digits are never masked when they fail their checksum (a mistyped or unrelated
 number is not an ID or card), or when they follow a reference cue (订单号,
 流水号, 保单号, 交易号; option `reference_cues`): the desk needs those to find the
-transaction, and they do not identify a person. Names and addresses are not
-detected yet.
+transaction, and they do not identify a person. Names and addresses are masked
+only where a clear cue introduces them (`processors.pii_cues`, words in
+`rules/pii_cues.toml`): "我叫客服", "地址栏" or "网点地址查询" are left alone.
 
 `customer_ref` = HMAC-SHA256(`customer_ref_key`, normalised author), hex, first
 32 characters: a mobile number becomes E.164 (+86…), an e-mail address is
@@ -52,11 +57,13 @@ import structlog
 
 from ingest.model import FeedbackRecord, Reason
 from ingest.options import Secret
+from ingest.sealed import seal
 from processors import step_options
+from processors.pii_cues import load_cues
 
 DEV_CUSTOMER_REF_KEY = "feedback-ingest-dev-only-customer-ref-key"
 """Published development key: refs made with it are not pseudonymous. Set your own."""
-PII_KINDS = ("id", "card", "mobile", "landline", "email")
+PII_KINDS = ("id", "card", "mobile", "landline", "email", "name", "address")
 
 _warned_dev_key = False
 
@@ -159,14 +166,29 @@ class Found:
 @dataclass(frozen=True)
 class PiiOptions:
     customer_ref_key: Secret = Secret("")  # noqa: RUF009 - an immutable str, safe to share
+    contact_key: Secret = Secret("")  # noqa: RUF009 - an immutable str, safe to share
+    """Seal the raw author into `meta.contact_sealed` (ingest/sealed.py); "" = keep none."""
     reference_cues: tuple[str, ...] = ("订单号", "流水号", "保单号", "交易号")
+    cue_kinds: tuple[str, ...] = ("name", "address")
+    """Which cue-introduced kinds to mask; () turns name and address masking off."""
+
+    def __post_init__(self) -> None:
+        if self.contact_key and len(self.contact_key) < 16:
+            raise ValueError("contact_key must be at least 16 characters (a long random secret)")
+        unknown = set(self.cue_kinds) - {"name", "address"}
+        if unknown:
+            raise ValueError(f"cue_kinds: unknown kind(s) {sorted(unknown)}: name, address")
 
 
 class Masker:
     """Finds and masks personal data in one string; reusable outside the chain
     (the desk masks free text an agent pastes)."""
 
-    def __init__(self, reference_cues: tuple[str, ...]) -> None:
+    def __init__(
+        self, reference_cues: tuple[str, ...], cue_kinds: tuple[str, ...] = ("name", "address")
+    ) -> None:
+        self._cues = load_cues() if cue_kinds else None
+        self._cue_kinds = cue_kinds
         cues = "|".join(re.escape(cue) for cue in sorted(reference_cues, key=len, reverse=True))
         self._reference = (
             re.compile(rf"({cues})\s*(?:码)?\s*(?:[:#]|是|为)?\s*([0-9A-Za-z-]+)") if cues else None
@@ -208,6 +230,15 @@ class Masker:
                     failed += 1 if kind == "card" else 0  # IDs failing GB 11643 get a Luhn try
                     continue
                 take(kind, start, end, replacement)
+        if self._cues is not None:
+            spans = []
+            if "address" in self._cue_kinds:
+                spans += self._cues.addresses(text)
+            if "name" in self._cue_kinds:
+                spans += self._cues.names(text)
+            for span in spans:
+                if free(span.start, span.end):
+                    take(span.kind, span.start, span.end, span.replacement)
         for start, end, replacement in sorted(edits, reverse=True):
             text = text[:start] + replacement + text[end:]
         return text, Found(masked, references, failed)
@@ -247,7 +278,8 @@ def customer_ref(author: str, key: str) -> str:
 
 
 class MaskPii:
-    """Masks ID, card, mobile, landline and e-mail everywhere; sets `customer_ref`."""
+    """Masks ID, card, mobile, landline, e-mail, and cued names and addresses everywhere;
+    sets `customer_ref`."""
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         global _warned_dev_key
@@ -256,7 +288,7 @@ class MaskPii:
         if self._key == DEV_CUSTOMER_REF_KEY and not _warned_dev_key:
             _warned_dev_key = True
             _warn_dev_key()
-        self._masker = Masker(self.options.reference_cues)
+        self._masker = Masker(self.options.reference_cues, self.options.cue_kinds)
 
     def __call__(self, record: FeedbackRecord) -> FeedbackRecord:
         masked: Counter[str] = Counter()
@@ -276,6 +308,10 @@ class MaskPii:
         turns = tuple(replace(turn, text=mask(turn.text)) for turn in record.turns)
         author = mask(record.author)
         ref = record.customer_ref or customer_ref(record.author, self._key)
+        meta = record.meta
+        if self.options.contact_key and record.author.strip() and "contact_sealed" not in meta:
+            sealed = seal(self.options.contact_key.reveal(), record.author.strip(), record.id)
+            meta = {**meta, "contact_sealed": sealed}
         kinds = tuple(k for k in PII_KINDS if masked[k] or k in record.pii_found)
         kinds += tuple(k for k in record.pii_found if k not in kinds)
         return replace(
@@ -284,6 +320,7 @@ class MaskPii:
             text_masked=text_masked,
             turns=turns,
             author=author,
+            meta=meta,
             customer_ref=ref,
             pii_found=kinds,
             reasons=record.reasons + _reasons(masked, references, failed, record, ref),

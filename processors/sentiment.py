@@ -9,7 +9,14 @@ Until a domain model replaces it, `score` corrects it in two documented ways:
    score by `word_weight`, each positive one (到账快, 解决了, 耐心 …) raises it; at
    most `max_word_shift` in total; a word right after 不/没/未 is not counted
    ("不满意" is not "满意");
-2. the star rating, where the channel has one:
+2. strong cue words override snownlp's tone (it reads "一直登录不上" or "转账无法成功" as
+   positive): a strong negative word (登不上, 打不开, 闪退, 垃圾, 差评 …) caps the score
+   just below `negative_below`; otherwise a strong positive word (好用, 好评, 点赞 …)
+   lifts it just above `positive_above`. Negated words (不好用) do not count, and
+   after a contrast word (但是, 可是, 不过 …) only the words that follow it count;
+3. a question without a negative word is neutral, not negative (snownlp scores
+   「请问信用卡年费怎么收取？」 0.003): its score is raised to 0.5;
+4. the star rating, where the channel has one:
    score = (1 - rating_weight) * text score + rating_weight * (rating - 1) / 4
    (default weight 0.5: the average of the two).
 
@@ -25,6 +32,7 @@ about two seconds), never when this module is imported.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -41,11 +49,22 @@ def _split(words: str) -> tuple[str, ...]:
 
 NEGATIVE_WORDS = _split("""
     盗刷 诈骗 被骗 冻结 锁定 扣款 扣费 乱收费 亏损 亏了 拒赔 逾期 催收 投诉 销户 闪退 失败
-    没到账 误导 坑 垃圾 差评
+    没到账 误导 坑 垃圾 差评 难用 卡顿 麻烦 烦 无语 强制 太慢 恶心 不好 退保 不及时
 """)
 POSITIVE_WORDS = _split("""
     到账快 秒到账 解决了 处理及时 很及时 专业 耐心 细心 贴心 感谢 点赞 方便 好用 给力 满意 靠谱
+    不错 很好 推荐 放心 快捷 好评 棒 赞
 """)
+STRONG_NEGATIVE_WORDS = _split("""
+    登不上 登不进 登录不了 登陆不了 登录不上 登陆不上 无法登录 无法登陆 打不开 闪退 卡死 白屏
+    进不去 用不了 不能用 无法使用 转不了 无法成功 失败 盗刷 被骗 冻结 没到账 不吐钞
+    垃圾 辣鸡 差评 太差 差劲 难用 不好用 恶心 坑人 太烂 最烂 气死 投诉
+""")
+STRONG_POSITIVE_WORDS = _split("""
+    好用 好评 点赞 很方便 非常好 很好 不错 很棒 太棒 推荐 感谢 满意 给力 赞 放心
+""")
+_CONTRAST = re.compile(r"但是|可是|不过|然而|但")
+_QUESTION = re.compile(r"[?？]|吗|请问|想问|问一下|能否|是否|可以.{0,8}么|有没有")
 _NEGATORS = ("不", "没", "未", "别")
 
 _score_text: Callable[[str], float] | None = None
@@ -79,6 +98,9 @@ class SentimentOptions:
     max_chars: int = 2000
     negative_words: tuple[str, ...] = NEGATIVE_WORDS
     positive_words: tuple[str, ...] = POSITIVE_WORDS
+    strong_negative_words: tuple[str, ...] = STRONG_NEGATIVE_WORDS
+    strong_positive_words: tuple[str, ...] = STRONG_POSITIVE_WORDS
+    questions_neutral: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.negative_below <= self.positive_above <= 1:
@@ -102,6 +124,8 @@ class Sentiment:
             [
                 Group("negative", "负面词", self.options.negative_words),
                 Group("positive", "正面词", self.options.positive_words),
+                Group("strong_negative", "强负面词", self.options.strong_negative_words),
+                Group("strong_positive", "强正面词", self.options.strong_positive_words),
             ],
             _NEGATORS,
             window=1,
@@ -119,7 +143,7 @@ class Sentiment:
         else:
             raw = 0.5
             notes.append("empty text: 0.50")
-        score = raw + self._word_shift(text, notes)
+        score = self._domain(text, raw + self._word_shift(text, notes), notes)
         if record.rating is not None:
             from_rating = (record.rating - 1) / 4
             score = (1 - opts.rating_weight) * score + opts.rating_weight * from_rating
@@ -141,6 +165,29 @@ class Sentiment:
             sentiment=SentimentValue(snownlp=raw, score=score, label=label),
             reasons=(*record.reasons, reason),
         )
+
+    def _domain(self, text: str, score: float, notes: list[str]) -> float:
+        """Rules 2 and 3 of the module docstring: strong cue words, then questions."""
+        if not text:
+            return score
+        opts = self.options
+        # 「虽然…但是…」: what follows the last contrast word carries the tone
+        scan = self._words.scan(_CONTRAST.split(text)[-1] or text)
+        strong_negative = scan.words("strong_negative")
+        if strong_negative:
+            capped = min(score, opts.negative_below - 0.05)
+            notes.append(f"strong negative {' '.join(strong_negative)}: ≤ {capped:.2f}")
+            return capped
+        strong_positive = scan.words("strong_positive")
+        if strong_positive and not scan.words("negative"):
+            lifted = max(score, opts.positive_above + 0.05)
+            notes.append(f"strong positive {' '.join(strong_positive)}: ≥ {lifted:.2f}")
+            return lifted
+        question = opts.questions_neutral and _QUESTION.search(text)
+        if question and not scan.words("negative") and score < 0.5:
+            notes.append("a question without negative words: neutral 0.50")
+            return 0.5
+        return score
 
     def _word_shift(self, text: str, notes: list[str]) -> float:
         if not text:

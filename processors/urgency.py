@@ -180,7 +180,7 @@ class Urgency:
             kind, why = "praise", f"cue {_words(cues.words('praise'))}"
         elif cues.words("suggestion"):
             kind, why = "suggestion", f"cue {_words(cues.words('suggestion'))}"
-        elif cues.words("consultation") and not (negative and topic == "important"):
+        elif cues.words("consultation") and topic != "important":
             kind, why = "consultation", f"cue {_words(cues.words('consultation'))}"
         elif negative or low or topic == "important":
             kind, why = (

@@ -10,6 +10,14 @@ and each table is compiled into one regex built from a trie of its words: a
 single left-to-right pass, the longest keyword wins at a position
 ("转账失败但扣款" over "转账失败"), and a position no keyword starts at is
 rejected on its first character.
+
+A trigger family may also list `near` patterns, the one non-literal form: "one of
+`first`, then one of `then` at most `within` characters later" (登录 … 不上 catches
+"登陆半天也登录不上" and "登录了三次都登不上" without listing every filler). They are
+compiled into a second regex per table (each side a trie, the gap a bounded lazy
+`.{0,N}?`), so the cost stays one extra linear pass; the hit a reason shows is the
+matched span itself, so a person sees exactly what fired. Negation cues apply to
+them as to words.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from __future__ import annotations
 import re
 import tomllib
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -43,7 +51,7 @@ _TOP_KEYS = (
     *_GROUP_TABLES,
 )
 _GROUP_KEYS = {
-    "triggers": ("label", "words", "level", "category"),
+    "triggers": ("label", "words", "level", "category", "near"),
     "escalators": ("label", "words"),
     "kinds": ("label", "words"),
     "categories": ("label", "words"),
@@ -51,6 +59,9 @@ _GROUP_KEYS = {
 }
 _CLAUSE_BREAK = re.compile(r"[,.!?;:，。！？；：、\n]")
 _ASCII_WORD = re.compile(r"[0-9a-z]", re.IGNORECASE)
+_NEAR_KEYS = ("first", "then", "within")
+NEAR_MAX_WITHIN = 30
+"""Longest gap a `near` pattern may allow: beyond a sentence, co-occurrence means little."""
 
 
 def normalize_word(word: str) -> str:
@@ -82,6 +93,20 @@ def trie_pattern(words: Iterable[str]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Near:
+    """One of `first`, then one of `then`, with at most `within` characters between them."""
+
+    first: tuple[str, ...]
+    then: tuple[str, ...]
+    within: int
+
+    def pattern(self) -> str:
+        first = trie_pattern(normalize_word(w) for w in self.first)
+        then = trie_pattern(normalize_word(w) for w in self.then)
+        return f"(?:{first})[^\\n]{{0,{self.within}}}?(?:{then})"
+
+
+@dataclass(frozen=True, slots=True)
 class Group:
     """A named list of keywords: a trigger family, an escalator, a kind, a category…"""
 
@@ -92,6 +117,8 @@ class Group:
     """Triggers only: the urgency level the family puts a record at."""
     category: str = ""
     """Triggers only: the complaint category the family suggests."""
+    near: tuple[Near, ...] = ()
+    """Triggers only: `first … then` patterns, matched besides the words."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +147,7 @@ class Matcher:
     clause) by a cue such as 没有 / 谨防 / 解除 is reported as negated, not as a hit:
     "没有被盗刷" and "谨防诈骗" are not fraud reports."""
 
-    __slots__ = ("_negations", "_owners", "_regex", "_window", "groups")
+    __slots__ = ("_near", "_near_owners", "_negations", "_owners", "_regex", "_window", "groups")
 
     def __init__(
         self, groups: Sequence[Group], negations: Sequence[str] = (), window: int = 0
@@ -133,6 +160,13 @@ class Matcher:
                 if group.name not in owners:
                     owners.append(group.name)
         self._regex = re.compile(trie_pattern(self._owners), re.IGNORECASE)
+        self._near_owners = [group.name for group in groups for _ in group.near]
+        near = [n.pattern() for group in groups for n in group.near]
+        self._near = (
+            re.compile("|".join(f"(?P<n{i}>{p})" for i, p in enumerate(near)), re.IGNORECASE)
+            if near
+            else None
+        )
         self._negations = tuple(normalize_word(cue) for cue in negations if cue.strip())
         self._window = window
 
@@ -173,12 +207,31 @@ class Matcher:
                 found = hits.setdefault(owner, [])
                 if word not in found:
                     found.append(word)
+        for match, owner in self._near_matches(text):
+            word = match.group().lower()
+            cue = self._negator(text, match.start())
+            if cue is not None:
+                negated.append(Negated(word, cue))
+                continue
+            found = hits.setdefault(owner, [])
+            if word not in found:
+                found.append(word)
         return Scan({name: tuple(words) for name, words in hits.items()}, tuple(negated))
+
+    def _near_matches(self, text: str) -> Iterator[tuple[re.Match[str], str]]:
+        if self._near is None:
+            return
+        for match in self._near.finditer(text):
+            assert match.lastgroup is not None
+            yield match, self._near_owners[int(match.lastgroup[1:])]
 
     def first(self, text: str) -> str | None:
         """The first keyword that counts, or None: the cheapest possible yes/no."""
         for match in self._regex.finditer(text):
             if not self._inside_word(text, match) and self._negator(text, match.start()) is None:
+                return match.group().lower()
+        for match, _ in self._near_matches(text):
+            if self._negator(text, match.start()) is None:
                 return match.group().lower()
         return None
 
@@ -256,6 +309,31 @@ class _Reader:
             raise self.fail(where, f"must be a number >= {low}")
         return float(value)
 
+    def near(self, where: str, value: Any) -> tuple[Near, ...]:
+        if not isinstance(value, list):
+            raise self.fail(where, "must be a list of {first, then, within} tables")
+        out = []
+        for i, spec in enumerate(value):
+            at = f"{where}[{i}]"
+            if not isinstance(spec, Mapping):
+                raise self.fail(at, "must be a table with first, then, within")
+            for field in spec:
+                if field not in _NEAR_KEYS:
+                    raise self.fail(
+                        f"{at}.{field}", "is not a known key" + suggest(field, _NEAR_KEYS)
+                    )
+            within = spec.get("within")
+            if isinstance(within, bool) or not isinstance(within, int):
+                raise self.fail(f"{at}.within", "must be an integer")
+            if not 0 <= within <= NEAR_MAX_WITHIN:
+                raise self.fail(f"{at}.within", f"must be between 0 and {NEAR_MAX_WITHIN}")
+            first = self.words(f"{at}.first", spec.get("first"))
+            then = self.words(f"{at}.then", spec.get("then"))
+            if not first or not then:
+                raise self.fail(at, "needs non-empty strings in both first and then")
+            out.append(Near(first, then, within))
+        return tuple(out)
+
     def groups(self, table: str) -> list[Group]:
         groups = []
         for name, spec in self.table(table).items():
@@ -280,6 +358,7 @@ class _Reader:
                     words=self.words(f"{where}.words", spec.get("words", [])),
                     level=level,
                     category=str(spec.get("category", "")),
+                    near=self.near(f"{where}.near", spec.get("near", [])),
                 )
             )
         return groups

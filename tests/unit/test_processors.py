@@ -346,9 +346,12 @@ def test_escalators_do_not_apply_to_questions(urgency: Urgency) -> None:
 @pytest.mark.parametrize(
     ("text", "rating", "level"),
     [
-        ("更新后用不了了", 1, "urgent"),  # important + low rating with failure words
-        ("更新后用不了了", 2, "urgent"),
-        ("更新后用不了了", 3, "important"),
+        # one broken feature (important) + a low rating with failure words. Not "更新后用不了了":
+        # the whole app unusable after an update is a system failure, urgent on its own
+        # (shared/docs/domain.md, urgent: "system failures (app crashes, outage, …)").
+        ("扫码用不了了", 1, "urgent"),
+        ("扫码用不了了", 2, "urgent"),
+        ("扫码用不了了", 3, "important"),
         ("界面很丑", 1, "general"),  # low rating alone, no failure word
         ("卡被盗刷了", 5, "urgent"),  # a good rating never lowers
         ("理赔太慢了", 5, "important"),

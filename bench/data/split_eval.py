@@ -1,0 +1,80 @@
+"""Re-split the labelled financial set into dev and test, deterministically.
+
+    python bench/data/split_eval.py          # check the files match the split
+    python bench/data/split_eval.py --write  # rewrite eval_dev.jsonl / eval_test.jsonl
+
+The union of both files is the labelled set. Items are grouped by stratum
+(expected urgency x expected kind), each stratum is sorted by id, shuffled with a
+fixed seed and cut in half (the odd item goes to test), so every urgency/kind
+combination is represented in both splits. Rules are tuned on dev only.
+
+`eval_dev_more.jsonl` (more real reviews, labelled later) is dev only and never
+re-split: moving its items into test would change the reported test split. The
+check below also fails if one of its ids or texts appears in dev or test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEV, TEST = HERE / "eval_dev.jsonl", HERE / "eval_test.jsonl"
+DEV_MORE = HERE / "eval_dev_more.jsonl"
+SEED = 20261124
+
+
+def read(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def split(items: list[dict]) -> tuple[list[dict], list[dict]]:
+    strata: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for item in items:
+        strata[(item["expected_urgency"], item["expected_kind"])].append(item)
+    rng = random.Random(SEED)
+    dev: list[dict] = []
+    test: list[dict] = []
+    for key in sorted(strata):
+        group = sorted(strata[key], key=lambda item: item["id"])
+        rng.shuffle(group)
+        half = len(group) // 2
+        dev += group[:half]
+        test += group[half:]
+    return sorted(dev, key=lambda i: i["id"]), sorted(test, key=lambda i: i["id"])
+
+
+def write(path: Path, items: list[dict]) -> None:
+    lines = [json.dumps(item, ensure_ascii=False) for item in items]
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="rewrite the split files")
+    args = parser.parse_args()
+    items = read(DEV) + read(TEST)
+    dev, test = split(items)
+    if args.write:
+        write(DEV, dev)
+        write(TEST, test)
+        print(f"dev {len(dev)}, test {len(test)}")
+        return 0
+    same = [i["id"] for i in dev] == [i["id"] for i in read(DEV)]
+    print(f"dev {len(dev)}, test {len(test)}: {'matches' if same else 'DIFFERS from'} the files")
+    more = read(DEV_MORE)
+    shared = {i["id"] for i in more} & {i["id"] for i in items} or {i["text"] for i in more} & {
+        i["text"] for i in items
+    }
+    print(f"dev-only extra {len(more)}: {'OVERLAPS' if shared else 'disjoint from'} the split")
+    return 0 if same and not shared else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
