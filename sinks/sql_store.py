@@ -2,7 +2,8 @@
 production (asyncpg pool), SQLite embedded (aiosqlite), the same SQL where possible.
 
     feedback_records   every FeedbackRecord field as a column, plus `version` (bumped
-                       when an upsert changes content), `digest` and `updated_at`
+                       when an upsert changes content), `digest` and `updated_at`, and
+                       the desk's outcome columns (`sinks.sql_desk.OUTCOME_COLUMNS`)
     feedback_audit     id, at, actor, action, record_id, detail; rows are never changed
     schema_migrations  version, name, applied_at
 
@@ -11,16 +12,16 @@ Migrations are the files in `sinks/migrations/`: `NNNN_name.sql`, or one
 in one transaction, each version once.
 
 Records are kept at least 3 years (domain.md); `purge_older_than` refuses a cutoff
-that would delete anything younger, and leaves the audit trail untouched.
+that would delete anything younger, and leaves the audit trail untouched. The desk's
+writes (resolution, satisfaction, follow-up) and the export live in `sinks.sql_desk`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from importlib import resources
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 import orjson
@@ -30,8 +31,11 @@ from ingest.codec import parse_time, record_from_dict, record_to_dict
 from ingest.errors import ConfigError, TransientError
 from ingest.log import get_logger
 from ingest.model import FeedbackRecord
+from sinks import sql_desk
 from sinks._shared import content_digest
+from sinks.migrations import load_migrations
 from sinks.sql_backends import Backend, Postgres, Sqlite, Tx
+from sinks.sql_desk import Outcome
 
 log = get_logger(__name__)
 
@@ -48,41 +52,6 @@ AUDIT_COLUMNS = "id, at, actor, action, record_id, detail"
 INSERT_AUDIT = (
     "INSERT INTO feedback_audit (at, actor, action, record_id, detail) VALUES (?, ?, ?, ?, ?)"
 )
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-
-def load_migrations(dialect: str) -> list[Migration]:
-    """Every version in order, each in its `dialect` variant when it has one."""
-    generic: dict[int, tuple[str, str]] = {}
-    specific: dict[int, tuple[str, str]] = {}
-    variants: dict[int, set[str]] = {}
-    for entry in resources.files("sinks").joinpath("migrations").iterdir():
-        if not entry.name.endswith(".sql"):
-            continue
-        stem, _, variant = entry.name.removesuffix(".sql").partition(".")
-        number, _, _ = stem.partition("_")
-        if not number.isdigit():
-            raise ValueError(f"migration {entry.name!r} does not start with a version number")
-        version = int(number)
-        variants.setdefault(version, set()).add(variant)
-        target = generic if not variant else specific if variant == dialect else None
-        if target is not None:
-            if version in target:
-                raise ValueError(f"two migrations for version {version} ({dialect})")
-            target[version] = (stem, entry.read_text(encoding="utf-8"))
-    migrations = []
-    for version in sorted(variants):
-        chosen = specific.get(version) or generic.get(version)
-        if chosen is None:
-            raise ValueError(f"migration {version} has no {dialect!r} or generic variant")
-        migrations.append(Migration(version, *chosen))
-    return migrations
 
 
 _SETS = ", ".join(f"{c} = excluded.{c}" for c in WRITE_COLUMNS if c not in KEPT_ON_UPDATE)
@@ -223,13 +192,7 @@ class SqlStore(Store):
             rows = await tx.fetch(
                 f"SELECT {', '.join(RECORD_COLUMNS)} FROM feedback_records WHERE id = ?", record_id
             )
-        if not rows:
-            return None
-        data = dict(rows[0])
-        for column in JSON_COLUMNS:
-            if isinstance(data[column], str):
-                data[column] = orjson.loads(data[column])
-        return record_from_dict(data)
+        return _record(rows[0]) if rows else None
 
     async def version(self, record_id: str) -> int | None:
         """How many times the record's content was written (1 = never reclassified)."""
@@ -284,6 +247,130 @@ class SqlStore(Store):
             await self._append(tx, ACTOR, "purged", None, detail)
         return purged
 
+    async def count_older_than(self, cutoff: datetime) -> int:
+        """What `purge_older_than(cutoff)` would delete (a dry run)."""
+        await self._ensure_started()
+        async with self._backend.reading() as tx:
+            rows = await tx.fetch(
+                "SELECT count(*) AS n FROM feedback_records WHERE received_at < ?",
+                self._backend.time_param(cutoff),
+            )
+        return int(rows[0]["n"])
+
+    # --- the desk's writes and reads (each change audited in its transaction) -----
+
+    async def record_resolution(
+        self,
+        record_id: str,
+        code: str,
+        note: str,
+        resolved_by: str,
+        resolved_at: datetime | None = None,
+    ) -> None:
+        """The outcome of a complaint; also sets status resolved and owner. KeyError if
+        there is no such record."""
+        at = resolved_at or datetime.now(UTC)
+        await self._ensure_started()
+        await sql_desk.update_audited(
+            self._backend,
+            self._append,
+            record_id,
+            {
+                "resolution_code": code,
+                "resolution_note": note,
+                "resolved_by": resolved_by,
+                "resolved_at": self._backend.time_param(at),
+                "status": "resolved",
+                "owner": resolved_by,
+            },
+            resolved_by,
+            "resolved",
+            {"code": code, "note": note, "resolved_at": at.astimezone(UTC).isoformat()},
+        )
+
+    async def record_satisfaction(self, record_id: str, score: int, actor: str) -> None:
+        """The customer's survey answer, 1-5 (ValueError otherwise)."""
+        sql_desk.check_satisfaction(score)
+        await self._ensure_started()
+        await sql_desk.update_audited(
+            self._backend,
+            self._append,
+            record_id,
+            {"satisfaction": score},
+            actor,
+            "satisfaction_recorded",
+            {"satisfaction": score},
+        )
+
+    async def schedule_follow_up(self, record_id: str, on: date, actor: str) -> None:
+        """The date of the follow-up visit (回访) with the customer."""
+        await self._ensure_started()
+        await sql_desk.update_audited(
+            self._backend,
+            self._append,
+            record_id,
+            {"follow_up_on": sql_desk.date_param(self._backend, on)},
+            actor,
+            "follow_up_scheduled",
+            {"follow_up_on": on.isoformat()},
+        )
+
+    async def outcome(self, record_id: str) -> Outcome | None:
+        await self._ensure_started()
+        async with self._backend.reading() as tx:
+            rows = await tx.fetch(
+                f"SELECT {', '.join(sql_desk.OUTCOME_COLUMNS)} FROM feedback_records WHERE id = ?",
+                record_id,
+            )
+        return sql_desk.outcome_from_row(rows[0]) if rows else None
+
+    async def customer_records(
+        self, customer_ref: str, *, exclude_id: str = "", limit: int = 50
+    ) -> list[FeedbackRecord]:
+        """The customer's records on every channel, newest first (the desk's "history").
+        An empty ref is no customer at all: it never matches the anonymous records."""
+        if not customer_ref:
+            return []
+        await self._ensure_started()
+        async with self._backend.reading() as tx:
+            rows = await tx.fetch(
+                f"SELECT {', '.join(RECORD_COLUMNS)} FROM feedback_records "
+                "WHERE customer_ref = ? AND id != ? ORDER BY received_at DESC, id LIMIT ?",
+                customer_ref,
+                exclude_id,
+                limit,
+            )
+        return [_record(row) for row in rows]
+
+    async def record_contact_view(
+        self, actor: str, record_id: str, fields: Sequence[str], reason: str = ""
+    ) -> None:
+        """Audit a view of unmasked contact data (required before showing it)."""
+        await self.add_audit(
+            actor, "viewed_contact", record_id, {"fields": list(fields), "reason": reason}
+        )
+
+    def export_rows(
+        self, since: datetime | None = None, *, unmasked: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Records (with their outcome) received at or after `since`, oldest first,
+        streamed; without `unmasked` the fields in `MASKED_EXPORT_OMITS` are left out."""
+        return self._export(since, unmasked)
+
+    async def _export(
+        self, since: datetime | None, unmasked: bool
+    ) -> AsyncIterator[dict[str, Any]]:
+        await self._ensure_started()
+        async for row in sql_desk.export_rows(
+            self._backend,
+            (*RECORD_COLUMNS, *sql_desk.OUTCOME_COLUMNS),
+            JSON_COLUMNS,
+            TIME_COLUMNS | {"resolved_at"},
+            since,
+            unmasked,
+        ):
+            yield row
+
     async def _append(
         self, tx: Tx, actor: str, action: str, record_id: str | None, detail: dict[str, Any]
     ) -> None:
@@ -304,6 +391,14 @@ class SqlStore(Store):
                 await self._backend.connect()
                 self.applied_migrations = await self.migrate()
                 self._started = True
+
+
+def _record(row: dict[str, Any]) -> FeedbackRecord:
+    data = dict(row)
+    for column in JSON_COLUMNS:
+        if isinstance(data[column], str):
+            data[column] = orjson.loads(data[column])
+    return record_from_dict(data)
 
 
 def _audit_entry(row: dict[str, Any]) -> dict[str, Any]:

@@ -98,18 +98,6 @@ async def test_embedded_pipeline_counts_every_record(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-async def pg_database(pg_url: str, unique: str) -> AsyncIterator[str]:
-    name = f"feedback_test_{unique}"
-    admin = await asyncpg.connect(pg_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield pg_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-@pytest.fixture
 async def services_config(
     tmp_path: Path, amqp_vhost_url: str, redis_url: str, pg_database: str, unique: str
 ) -> AsyncIterator[dict[str, Any]]:

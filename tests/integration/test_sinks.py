@@ -553,7 +553,7 @@ async def test_store_update_keeps_desk_status_and_owner(store_env: StoreHarness)
 
 async def test_store_migrations_run_once(store_env: StoreHarness) -> None:
     first = await store_env.open()
-    assert first.applied_migrations == [1, 2]
+    assert first.applied_migrations == [1, 2, 3]
     await first.write([make_record(1)])
 
     second = await store_env.open()  # a restart, or a second worker
@@ -562,6 +562,7 @@ async def test_store_migrations_run_once(store_env: StoreHarness) -> None:
     assert await store_env.sql("SELECT version FROM schema_migrations ORDER BY version") == [
         (1,),
         (2,),
+        (3,),
     ]
     assert await second.get(make_record(1).id) == make_record(1)
 
