@@ -37,6 +37,9 @@ from ingest.runtime import components
 from ingest.runtime.supervisor import Worker
 from ingest.settings import settings_from_dict
 
+RUNTIME = orjson.loads(os.environ.get("BENCH_RUNTIME", "{}"))
+BROKER = orjson.loads(os.environ.get("BENCH_BROKER", "{}"))
+"""Settings to try (JSON), e.g. BENCH_RUNTIME='{"concurrency": 256}'."""
 SAMPLES = Path(__file__).resolve().parents[1] / "ingest" / "data" / "samples.jsonl"
 
 
@@ -100,10 +103,10 @@ async def pipeline(amqp: str, redis_url: str, pg: str, evs: list[FeedbackEvent])
         with tempfile.TemporaryDirectory() as state:
             settings = settings_from_dict(
                 {
-                    "broker": {"url": amqp},
                     "redis": {"url": redis_url, "prefix": prefix},
                     "store": {"url": pg.rsplit("/", 1)[0] + f"/{db}"},
-                    "runtime": {"state_dir": state},
+                    "runtime": {"state_dir": state, **RUNTIME},
+                    "broker": {"url": amqp, **BROKER},
                     "log": {"level": "warning"},
                 }
             )
