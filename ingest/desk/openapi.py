@@ -68,6 +68,8 @@ def _operation(
         "summary": summary,
         "description": f"Role: {role} or above.",
         "security": [{"bearer": []}],
+        # machine-readable for clients and for the test that walks this document
+        "x-required-role": role,
         "responses": {**responses, **_errors(403, *errors)},
     }
     if parameters:

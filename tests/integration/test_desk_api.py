@@ -106,6 +106,35 @@ async def test_every_route_but_healthz_and_the_page_refuses_a_request_without_to
         assert response.status == 200
 
 
+async def test_walking_the_openapi_document_every_operation_refuses_no_forged_and_low_tokens(
+    desk: Desk,
+) -> None:
+    """Each documented operation, with no token and a forged one: 401; with a viewer
+    token where the document asks for more: 403 (and never a 2xx)."""
+    from ingest.desk.auth import RANK
+
+    status, document = await desk.get("/api/openapi.json", who="viewer")
+    assert status == 200
+    forged = {"Authorization": "Bearer fd_" + "0" * 40}
+    tried = above_viewer = 0
+    for path, operations in document["paths"].items():
+        url = path.replace("{id}", "sample-001")
+        for method, operation in operations.items():
+            role = operation["x-required-role"]
+            assert role in RANK, (method, path, role)
+            for headers in ({}, forged):
+                async with desk.client.request(method.upper(), url, headers=headers) as r:
+                    assert r.status == 401, (method, path, headers)
+            async with desk.client.request(method.upper(), url, headers=auth("viewer")) as r:
+                if RANK[role] > RANK["viewer"]:
+                    above_viewer += 1
+                    assert r.status == 403, (method, path, r.status)
+                else:
+                    assert r.status not in (401, 403), (method, path, r.status)
+            tried += 1
+    assert tried >= 15 and above_viewer >= 5
+
+
 async def test_unknown_token_is_401_and_roles_below_the_route_are_403(desk: Desk) -> None:
     async with desk.client.get("/api/feed", headers={"Authorization": "Bearer nope"}) as r:
         assert r.status == 401
