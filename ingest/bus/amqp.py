@@ -21,7 +21,7 @@ Decisions that keep it identical to `MemoryBus` (see ingest/bus/memory.py):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -35,6 +35,7 @@ from aio_pika.exceptions import ChannelPreconditionFailed
 from pamqp.commands import Basic
 from pamqp.common import FieldValue
 
+from ingest.bus.amqp_channels import ConsumerChannel, PublishChannel, close_quietly
 from ingest.bus.amqp_delivery import BROKER_ERRORS, AmqpDelivery, Consumer
 from ingest.bus.base import DLX, Bus, Delivery, OutMessage, Topology
 from ingest.bus.topology import (
@@ -106,20 +107,6 @@ async def declare_topology(
 # --- deliveries ------------------------------------------------------------------------
 
 
-async def _close_quietly(closable: AbstractChannel | AbstractRobustConnection, secs: float) -> None:
-    """Close, ignoring a broker that is gone. aiormq cancels its own closing tasks when the
-    connection closes under a channel; that CancelledError is not a cancellation of ours."""
-    try:
-        async with asyncio.timeout(secs):
-            await closable.close()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is None or task.cancelling():
-            raise
-    except BROKER_ERRORS:
-        pass
-
-
 class AmqpBus(Bus):
     """The production bus: one robust connection, a confirm channel for publishing, a
     channel per `consume()` and one for basic.get / depth / ping."""
@@ -139,7 +126,8 @@ class AmqpBus(Bus):
         self._prefetch_default = prefetch_default
         self._timeout_secs = timeout_secs
         self._connection: AbstractRobustConnection | None = None
-        self._exchanges: dict[str, AbstractExchange] = {}
+        self._publishing: PublishChannel | None = None
+        self._keepers: set[asyncio.Task[None]] = set()
         self._utility_channel: AbstractChannel | None = None
         self._consumers: set[Consumer] = set()
         self._gotten: dict[int, AmqpDelivery] = {}
@@ -169,24 +157,39 @@ class AmqpBus(Bus):
             return
         async with self._broker("connect"):
             connection = await aio_pika.connect_robust(self._url, timeout=self._timeout_secs)
+        publishing = PublishChannel(
+            connection, lambda channel: declare_topology(channel, self.topology), self._timeout_secs
+        )
         try:
             async with self._broker("declare the topology"):
-                channel = await connection.channel(publisher_confirms=True)
-                self._exchanges = await declare_topology(channel, self.topology)
+                await publishing.open()
         except BaseException:
-            await _close_quietly(connection, self._timeout_secs)
+            await close_quietly(connection, self._timeout_secs)
             raise
-        self._connection = connection
+        self._connection, self._publishing = connection, publishing
+        self._keep(publishing.keep_open(), "amqp publish channel")
+
+    def _keep(self, watcher: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(watcher, name=name)
+        self._keepers.add(task)
+        task.add_done_callback(self._keepers.discard)
+        return task
 
     async def close(self) -> None:
         for consumer in list(self._consumers):
             consumer.close()
         for delivery in list(self._gotten.values()):
             delivery._mark_returned()
+        for task in list(self._keepers):
+            task.cancel()
+        await asyncio.gather(*self._keepers, return_exceptions=True)
         connection, self._connection = self._connection, None
-        self._exchanges, self._utility_channel = {}, None
+        publishing, self._publishing = self._publishing, None
+        self._utility_channel = None
+        if publishing is not None:
+            await publishing.close()
         if connection is not None:
-            await _close_quietly(connection, self._timeout_secs)
+            await close_quietly(connection, self._timeout_secs)
 
     async def _utility(self) -> AbstractChannel:
         """The channel for basic.get, passive declares and ping, reopened if it died."""
@@ -200,7 +203,11 @@ class AmqpBus(Bus):
     def _exchange(self, name: str) -> AbstractExchange:
         check_exchange(name)
         self._require_connection()
-        return self._exchanges[name]
+        assert self._publishing is not None
+        exchange = self._publishing.exchanges.get(name)
+        if exchange is None:  # between a dead publish channel and its replacement
+            raise TransientError(f"RabbitMQ: no channel to publish to {name} (reconnecting)")
+        return exchange
 
     async def _publish(
         self, exchange: AbstractExchange, routing_key: str, body: bytes, headers: Mapping[str, str]
@@ -255,21 +262,21 @@ class AmqpBus(Bus):
     async def _consume(self, queues: list[str], prefetch: int) -> AsyncIterator[Consumer]:
         connection = self._require_connection()
         consumer = Consumer(queues, prefetch, self._timeout_secs)
-        channel = None
+        channel = ConsumerChannel(connection, consumer, queues, prefetch, self._timeout_secs)
+        keeper = None
         try:
             async with self._broker(f"consume {queues}"):
-                channel = await connection.channel(publisher_confirms=False)
-                await channel.set_qos(prefetch_count=prefetch)
-                for name in queues:  # in order, so the first queue's backlog arrives first
-                    queue = await channel.get_queue(name, ensure=False)
-                    await queue.consume(consumer.receiver(name), no_ack=False)
+                await channel.open()
+            keeper = self._keep(channel.keep_open(), f"amqp consume {queues}")
             self._consumers.add(consumer)
             yield consumer
         finally:
             self._consumers.discard(consumer)
             consumer.close()
-            if channel is not None:
-                await _close_quietly(channel, self._timeout_secs)
+            if keeper is not None:
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
+            await channel.close()
 
     async def dead_letter(self, delivery: Delivery, error: str, stage: str) -> None:
         if not isinstance(delivery, AmqpDelivery):
