@@ -42,6 +42,13 @@ class Batch:
     cursor: str | None = None
     bad: Sequence[BadInput] = ()
     after_commit: Callable[[], Awaitable[None]] | None = None
+    skipped: int = 0
+    """Inputs read for this batch that are deliberately neither published nor dead-lettered
+    (auto-replies, bounces, duplicates within the pass, ratings without words): counted
+    in progress reports, so read = events + bad + skipped."""
+    pending: int | None = None
+    """Inputs this pass will still read after this batch, where the connector knows it
+    (the total of a progress bar); None when it cannot tell."""
 
 
 class Connector(ABC):

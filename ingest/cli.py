@@ -24,15 +24,31 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ingest.backfill import Progress
     from ingest.runtime.supervisor import Worker
 
     settings = _settings(args)
     configure_logging(settings.log.level, settings.log.format)
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
-    stats = asyncio.run(Worker(settings, roles, once=args.once).run())
+    progress = Progress(sys.stderr) if args.once and sys.stderr.isatty() else None
+    stats = asyncio.run(Worker(settings, roles, once=args.once, observer=progress).run())
+    if progress is not None:
+        progress.finish()
     if args.once:
         print(f"published {stats.published} events", file=sys.stderr)
     return 0
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from ingest.backfill import Progress, run_backfill
+
+    settings = _settings(args)
+    configure_logging("warning", settings.log.format)  # the progress line replaces info logs
+    report = asyncio.run(
+        run_backfill(settings, args.connector, args.since or "", Progress(sys.stderr))
+    )
+    print(report.summary())
+    return 130 if report.interrupted else 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -213,6 +229,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--once",
         action="store_true",
         help="one pass of every pull connector, drain the pipeline, exit 0",
+    )
+
+    p = command(
+        "backfill",
+        _backfill,
+        "read one pull connector once from its cursor (publish with confirms, commit), "
+        "with progress; embedded, until everything read is stored",
+    )
+    p.add_argument("connector", metavar="CONNECTOR", help="its name: [connectors.CONNECTOR]")
+    p.add_argument(
+        "--since",
+        metavar="YYYY-MM-DD",
+        help="only items on or after that day (imap: SEARCH SINCE; app reviews: stop paging "
+        "at older reviews); never rewinds the cursor",
     )
 
     p = command(

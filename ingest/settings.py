@@ -32,7 +32,7 @@ class BrokerSettings:
     url: Secret | None = None
     """Absent → embedded in-memory bus."""
     prefetch: int = 64
-    delivery_limit: int = 5
+    delivery_limit: int = 20
 
 
 @dataclass(frozen=True)

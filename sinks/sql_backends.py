@@ -30,6 +30,10 @@ _PG_TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
     asyncpg.exceptions.TransactionRollbackError,  # class 40: serialization failure, deadlock
     asyncpg.exceptions.ReadOnlySQLTransactionError,  # writing to a replica during failover
+    # "cannot switch to state 15; another operation is in progress": asyncpg's protocol
+    # state after the server went away mid-query (seen in the chaos run's PostgreSQL
+    # restarts); the pool discards that connection on release.
+    asyncpg.exceptions.InternalClientError,
 )
 
 

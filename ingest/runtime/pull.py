@@ -1,22 +1,27 @@
 """Runs pull connectors: read a batch, publish it with confirms, then commit the
 cursor, then run the batch's `after_commit`. A crash between any two of these steps
-re-reads the batch on restart; deterministic ids make that harmless."""
+re-reads the batch on restart; deterministic ids make that harmless.
+
+An optional observer sees each batch once its cursor is committed (progress of
+`run --once` and `backfill`); a batch read again after a failure is seen only when it
+is committed, so nothing is counted twice."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
 from ingest import telemetry
-from ingest.abc import CursorStore, PullConnector
+from ingest.abc import Batch, CursorStore, PullConnector
 from ingest.errors import ConfigError, TransientError
 from ingest.log import get_logger
 from ingest.runtime.backoff import Backoff
 from ingest.runtime.publish import Publisher
 
 log = get_logger("ingest.pull")
+BatchObserver = Callable[[PullConnector, Batch], None]
 
 
 class PullScheduler:
@@ -26,11 +31,13 @@ class PullScheduler:
         publisher: Publisher,
         cursors: CursorStore,
         backoff: Backoff | None = None,
+        observer: BatchObserver | None = None,
     ) -> None:
         self.connectors = connectors
         self.publisher = publisher
         self.cursors = cursors
         self._backoff_template = backoff or Backoff()
+        self.observer = observer
         self.stopping = asyncio.Event()
 
     async def poll_once(self, connector: PullConnector) -> int:
@@ -44,6 +51,8 @@ class PullScheduler:
             if batch.cursor is not None:
                 await self.cursors.save(connector.name, batch.cursor)
                 telemetry.CURSOR_COMMITS.labels(connector.name).inc()
+            if self.observer is not None:
+                self.observer(connector, batch)
             if batch.after_commit is not None:
                 await batch.after_commit()
             published += len(batch.events)

@@ -22,7 +22,7 @@ from ingest.runtime.backoff import Backoff
 from ingest.runtime.http import HttpServer, Probe, build_app
 from ingest.runtime.processor import ProcessorWorker
 from ingest.runtime.publish import Publisher
-from ingest.runtime.pull import PullScheduler
+from ingest.runtime.pull import BatchObserver, PullScheduler
 from ingest.runtime.sink_worker import SinkWorker
 from ingest.runtime.stage import InFlight
 from ingest.runtime.sweeper import sweeper_for
@@ -50,7 +50,9 @@ class Worker:
         once: bool = False,
         http: bool | None = None,
         bus: Bus | None = None,
+        observer: BatchObserver | None = None,
     ) -> None:
+        """`observer` sees every committed batch of the pull connectors (progress)."""
         unknown = [r for r in roles if r not in ROLES]
         if unknown:
             raise ConfigError("--roles", f"unknown role {unknown[0]!r}; roles are {ROLES}")
@@ -72,7 +74,13 @@ class Worker:
         self.intakes: list[push.WebhookIntake] = []
         self.http: HttpServer | None = None
         self.stats = RunStats(roles=self.roles)
+        self.observer = observer
         self._stop = asyncio.Event()
+
+    @property
+    def stop_requested(self) -> bool:
+        """SIGTERM/SIGINT (or `request_stop`) arrived: a `--once` pass ended early."""
+        return self._stop.is_set()
 
     def request_stop(self) -> None:
         """Stop intake now; the rest drains in `run`."""
@@ -126,7 +134,9 @@ class Worker:
                 publisher = Publisher(self.bus, registry.triage())
                 pull = [c for c in self.connectors if isinstance(c, PullConnector)]
                 if pull:
-                    self.scheduler = PullScheduler(pull, publisher, cursors, backoff)
+                    self.scheduler = PullScheduler(
+                        pull, publisher, cursors, backoff, observer=self.observer
+                    )
                 self.push = [c for c in self.connectors if isinstance(c, PushConnector)]
                 if self.push and not self.serve_http:
                     log.warning("push_connectors_idle", reason="no web server in --once mode")
@@ -159,7 +169,7 @@ class Worker:
             if self.once:
                 if self.scheduler is not None:
                     self.stats.published = await self.scheduler.run_once()
-                await self._drained()
+                await self._drain_once()
             else:
                 intake = (
                     asyncio.create_task(self.scheduler.run(), name="pull")
@@ -237,6 +247,27 @@ class Worker:
             )
         except TimeoutError:
             log.error("drain_timeout", hint="in-memory work still queued is lost")
+
+    async def _drain_once(self) -> None:
+        """The end of a `--once` pass: wait until everything read was processed. A stop
+        request cuts the wait short on a broker (the rest stays in its queues), but the
+        in-memory bus dies with the process while the cursors of what it holds are
+        already committed: it is still drained, within `drain_timeout_secs` of the stop."""
+        if self.bus.durable:
+            await self._drained()
+            return
+        drained = asyncio.ensure_future(self._drained(stop_early=False))
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({drained, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not drained.done():
+                await asyncio.wait({drained}, timeout=self.settings.runtime.drain_timeout_secs)
+            if not drained.done():
+                log.error("drain_timeout", hint="in-memory work still queued is lost")
+        finally:
+            for task in (drained, stopped):
+                task.cancel()
+            await asyncio.gather(drained, stopped, return_exceptions=True)
 
     async def _drained(self, *, stop_early: bool = True) -> None:
         """Wait until every queue this process consumes is empty and nothing is in flight."""

@@ -404,7 +404,7 @@ class Run:
         expected = len(self.sent.ids)
         deadline = time.monotonic() + self.options.settle_timeout_secs
         last: tuple[int, int, int] | None = None
-        unchanged_since = time.monotonic()
+        unchanged_since = logged_at = time.monotonic()
         while time.monotonic() < deadline:
             if self.options.embedded:
                 counts = await asyncio.to_thread(self._counts_embedded)
@@ -415,6 +415,11 @@ class Run:
                 stored, in_feed, queued = counts
                 if counts != last:
                     last, unchanged_since = counts, time.monotonic()
+                if time.monotonic() - logged_at >= 10:
+                    logged_at = time.monotonic()
+                    self.log(
+                        f"[{logged_at - self.t0:7.1f}s] settling: (stored, in feed, queued) = {counts}"
+                    )
                 idle = not pending_files and queued == 0
                 if idle and stored >= expected and in_feed >= expected:
                     return
