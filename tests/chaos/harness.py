@@ -417,9 +417,8 @@ class Run:
                     last, unchanged_since = counts, time.monotonic()
                 if time.monotonic() - logged_at >= 10:
                     logged_at = time.monotonic()
-                    self.log(
-                        f"[{logged_at - self.t0:7.1f}s] settling: (stored, in feed, queued) = {counts}"
-                    )
+                    at = logged_at - self.t0
+                    self.log(f"[{at:7.1f}s] settling: (stored, in feed, queued) = {counts}")
                 idle = not pending_files and queued == 0
                 if idle and stored >= expected and in_feed >= expected:
                     return
