@@ -44,6 +44,8 @@ from tests.desk_seed import (  # noqa: E402
 )
 
 BATCH = 64
+RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or ROOT / "bench" / "results") / "desk_load.json"
+"""One entry per feed kind (`sqlite`, `redis`), each run updating its own."""
 
 
 def open_feed(kind: str, state: Path, redis_url: str) -> Any:
@@ -288,6 +290,9 @@ def main() -> None:
         print(text)
         if args.out:
             Path(args.out).write_text(text + "\n", encoding="utf-8")
+        merged = json.loads(RESULTS.read_text("utf-8")) if RESULTS.exists() else {}
+        merged[args.feed] = result
+        RESULTS.write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n", "utf-8")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,9 @@ from ingest.codec import encode_event
 from ingest.runtime import components
 from ingest.settings import settings_from_dict
 
+RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).parent / "results")
+"""Where the result JSON goes; run_all.py --quick points it elsewhere."""
+
 ROLES = ("processors", "sinks", "desk")
 
 
@@ -139,7 +142,7 @@ async def main() -> None:
     print(f"bare import of the worker: {result['baseline_import_mb']} MB")
     for role in ROLES:
         print(f"{role:11} idle {idle[role]:7.1f} MB   under load (peak) {peak[role]:7.1f} MB")
-    out = Path(__file__).parent / "results" / "memory.json"
+    out = RESULTS_DIR / "memory.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
 
 

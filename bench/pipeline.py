@@ -37,6 +37,9 @@ from ingest.runtime import components
 from ingest.runtime.supervisor import Worker
 from ingest.settings import settings_from_dict
 
+RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).parent / "results")
+"""Where the result JSON goes; run_all.py --quick points it elsewhere."""
+
 RUNTIME = orjson.loads(os.environ.get("BENCH_RUNTIME", "{}"))
 BROKER = orjson.loads(os.environ.get("BENCH_BROKER", "{}"))
 """Settings to try (JSON), e.g. BENCH_RUNTIME='{"concurrency": 256}'."""
@@ -164,7 +167,7 @@ async def main() -> None:
     print(f"raw aio-pika confirm+ack round trip: {raw:8.0f} events/s")
     print(f"pipeline ingress → Redis + PostgreSQL: {e2e:8.0f} events/s")
     print(f"ratio pipeline / raw:                 {e2e / raw:8.3f}")
-    out = Path(__file__).parent / "results" / "pipeline.json"
+    out = RESULTS_DIR / "pipeline.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
 
 

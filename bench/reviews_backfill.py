@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -50,6 +52,10 @@ from tests.app_reviews_fakes import (
     huawei_options,
     running,
 )
+
+RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).parent / "results")
+RESULTS = RESULTS_DIR / "reviews_backfill.json"
+"""Updated in place: keys this script does not measure (poll → feed) are kept."""
 
 STORES: list[tuple[str, type[ReviewConnector], Any]] = [
     ("app_store (Connect API)", AppStoreConnector, asc_options),
@@ -164,15 +170,20 @@ async def main() -> None:
     configure_logging("warning")
     fake = FakeStores(Keys.make())
     fake.fill(args.reviews)
+    summary: dict[str, Any] = {"reviews": args.reviews}
     async with running(fake):
         if not args.skip_rabbitmq:
-            for result in await to_rabbitmq(fake, args.amqp, args.reviews):
+            summary["to_rabbitmq"] = await to_rabbitmq(fake, args.amqp, args.reviews)
+            for result in summary["to_rabbitmq"]:
                 print("store -> RabbitMQ (read + publish with confirms + cursor):", result)
                 assert result["published"] == args.reviews == result["in_queues"], result
         if not args.skip_embedded:
             result = await embedded(fake, args.reviews)
             print("google_play -> embedded pipeline (run --once, stored):", result)
             assert result["stored"] == args.reviews == result["distinct_in_feed"], result
+            summary["embedded_google_play"] = result
+    merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    RESULTS.write_text(json.dumps({**merged, **summary}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

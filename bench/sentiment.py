@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SAMPLES = ROOT / "ingest" / "data" / "samples.jsonl"
-RESULTS = ROOT / "bench" / "results" / "sentiment.json"
+RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or ROOT / "bench" / "results") / "sentiment.json"
 LENGTHS = (50, 500, 5000)
 
 
@@ -167,7 +168,7 @@ def main() -> None:
         + "\n",
         encoding="utf-8",
     )
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    print(f"wrote {os.path.relpath(RESULTS, ROOT)}")
 
 
 if __name__ == "__main__":

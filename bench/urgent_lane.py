@@ -39,6 +39,9 @@ from ingest.runtime import components
 from ingest.runtime.supervisor import Worker
 from ingest.settings import settings_from_dict
 
+RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).parent / "results")
+"""Where the result JSON goes; run_all.py --quick points it elsewhere."""
+
 URGENT_TEXT = "信用卡被盗刷了五万元，钱被转走了，请马上冻结！"
 
 
@@ -141,7 +144,7 @@ async def main() -> None:
         f"max {result['latency_max_s']} s; general still queued at the end: "
         f"{result['general_still_queued_at_end']}"
     )
-    out = Path(__file__).parent / "results" / "urgent_lane.json"
+    out = RESULTS_DIR / "urgent_lane.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -34,6 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from connectors.wechat.crypto import MessageCrypto, signature
 
+RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).parent / "results")
+"""Where the result JSON goes; run_all.py --quick points it elsewhere."""
+
 TOKEN = "benchToken2024"
 KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
 APP_ID = "wx5823bf96d3bd56c7"
@@ -195,7 +198,7 @@ async def main() -> None:
     for name in ("p50_ms", "p90_ms", "p99_ms", "max_ms", "requests_per_s", "failures"):
         print(f"{name:>15}: {result[name]}")
     if not args.url:
-        out = Path(__file__).parent / "results" / "webhook_load.json"
+        out = RESULTS_DIR / "webhook_load.json"
         out.write_text(json.dumps(result, indent=2) + "\n")
 
 
