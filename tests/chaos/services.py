@@ -249,7 +249,9 @@ class PrivateRabbit:
         }
 
     async def start(self) -> None:
-        done = await asyncio.to_thread(_run, [self.server, "-detached"], env=self.env)
+        done = await asyncio.to_thread(
+            _run, [self.server, "-detached"], env=self.env, cwd=self.dir
+        )  # its crash dumps (MnesiaCore.*) land in its own directory
         if done.returncode != 0:
             raise RuntimeError(f"rabbitmq-server failed: {done.stderr.decode()[-2000:]}")
         await self._wait_amqp(120)
