@@ -5,9 +5,9 @@
 1. imap → RabbitMQ: `PullScheduler.poll_once` (read, publish with confirms to
    feedback.ingress, commit the cursor per batch) into a throwaway vhost; timed until
    the cursor is past the last mail. This is the connector's own rate.
-2. imap → embedded pipeline: `feedback-ingest run --once` in-process (in-memory bus,
-   classification, SQLite feed and store); timed until every record is stored. Reports
-   N in, N stored, none twice.
+2. imap → embedded pipeline: `feedback-ingest backfill kefu` in-process (the same
+   `run --once` runtime: in-memory bus, classification, SQLite feed and store); timed
+   until every record is stored. Reports N in, N stored, none twice.
 
 The mails are the fixtures of tests/fixtures/email (Chinese charsets, QP, base64, HTML,
 attachments, quoted replies, an auto-reply and a bounce), each with a unique
@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
-import pwd
-import re
 import shutil
 import subprocess
 import sys
@@ -37,44 +36,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from connectors.imap.config import ImapOptions
 from connectors.imap.connector import ImapConnector, load_cursor
 from ingest.abc import FeedQuery
+from ingest.backfill import Progress, run_backfill
 from ingest.log import configure_logging
 from ingest.options import parse_options
 from ingest.runtime import components
 from ingest.runtime.publish import Publisher
 from ingest.runtime.pull import PullScheduler
-from ingest.runtime.supervisor import Worker
 from ingest.settings import settings_from_dict
 from ingest.testing import MemoryCursors
-from tests.dovecot import Dovecot
+from tests.dovecot import Dovecot, fixture_mails
 
-FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "email"
-MACHINE = ("auto_reply.eml", "dsn_bounce.eml")
+RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).parent / "results")
 
 
 def fill_maildir(server: Dovecot, count: int) -> int:
-    """`count` mails in INBOX's maildir `new/`; returns how many are customer mail."""
-    templates = [(p.name, p.read_bytes()) for p in sorted(FIXTURES.glob("*.eml"))]
-    maildir = server.root / "mail" / server.user.split("@")[0]
-    for sub in ("new", "cur", "tmp"):
-        (maildir / sub).mkdir(parents=True, exist_ok=True)
-    owner = pwd.getpwnam("dovecot") if os.getuid() == 0 else pwd.getpwuid(os.getuid())
-    customer = 0
-    start = int(time.time()) - count
-    for i in range(count):
-        name, raw = templates[i % len(templates)]
-        mid = f"<bench-{i:06d}@bench.example>".encode()
-        if re.search(rb"(?im)^message-id:", raw):
-            raw = re.sub(rb"(?im)^message-id:[^\r\n]*", b"Message-ID: " + mid, raw, count=1)
-        else:
-            raw = b"Message-ID: " + mid + b"\r\n" + raw
-        path = maildir / "new" / f"{start + i}.M{i}P1.bench"
-        path.write_bytes(raw)
-        os.utime(path, (start + i, start + i))
-        customer += name not in MACHINE
-    for root, dirs, files in os.walk(server.root / "mail"):
-        for entry in (root, *[os.path.join(root, f) for f in files + dirs]):
-            os.chown(entry, owner.pw_uid, owner.pw_gid)
-    return customer
+    """`count` mails in INBOX's maildir; returns how many are customer mail."""
+    mails = fixture_mails(count)
+    start = time.time() - count
+    server.deliver([(raw, start + i) for i, (raw, _) in enumerate(mails)])
+    return sum(customer for _, customer in mails)
 
 
 def options(server: Dovecot, **extra: Any) -> dict[str, Any]:
@@ -131,6 +111,7 @@ async def to_rabbitmq(server: Dovecot, amqp_url: str, count: int) -> dict[str, A
 
 
 async def embedded(server: Dovecot, count: int) -> dict[str, Any]:
+    """`feedback-ingest backfill kefu` in-process (the CLI's own path, progress on stderr)."""
     state = Path(tempfile.mkdtemp(prefix="imap-bench-state-"))
     try:
         settings = settings_from_dict(
@@ -140,9 +121,8 @@ async def embedded(server: Dovecot, count: int) -> dict[str, Any]:
                 "connectors": {"kefu": {"type": "imap", **options(server)}},
             }
         )
-        started = time.perf_counter()
-        stats = await Worker(settings, once=True, http=False).run()
-        elapsed = time.perf_counter() - started
+        report = await run_backfill(settings, "kefu", "", Progress(sys.stderr))
+        print(report.summary(), file=sys.stderr)
         store, feed = components.make_store(settings), components.make_feed(settings)
         await store.start()
         await feed.start()
@@ -151,12 +131,14 @@ async def embedded(server: Dovecot, count: int) -> dict[str, Any]:
         await store.close()
         await feed.close()
         return {
-            "published": stats.published,
+            "published": report.counts.published,
+            "skipped": report.counts.skipped,
             "stored": stored,
             "in_feed": len(ids),
             "distinct_in_feed": len(set(ids)),
-            "secs": round(elapsed, 2),
-            "mails_per_sec": round(count / elapsed, 1),
+            "read_secs": round(report.read_secs, 2),
+            "secs": round(report.total_secs, 2),
+            "mails_per_sec": round(count / report.total_secs, 1),
         }
     finally:
         shutil.rmtree(state, ignore_errors=True)
@@ -170,9 +152,11 @@ async def main() -> None:
     parser.add_argument("--skip-embedded", action="store_true")
     args = parser.parse_args()
     configure_logging("warning")
+    summary: dict[str, Any] = {"benchmark": "imap_backfill", "mails": args.mails}
     with Dovecot.start() as server:
         t = time.perf_counter()
         customer = fill_maildir(server, args.mails)
+        summary["customer_mails"] = customer
         print(
             f"{args.mails} mails in the maildir ({customer} from customers), "
             f"{time.perf_counter() - t:.1f}s",
@@ -182,10 +166,13 @@ async def main() -> None:
             result = await to_rabbitmq(server, args.amqp, args.mails)
             print("imap -> RabbitMQ (read + publish with confirms + cursor):", result, flush=True)
             assert result["published"] == customer == result["in_queues"], result
+            summary["to_rabbitmq"] = result
         if not args.skip_embedded:
             result = await embedded(server, args.mails)
-            print("imap -> embedded pipeline (run --once, stored):", result, flush=True)
+            print("imap -> embedded pipeline (backfill, stored):", result, flush=True)
             assert result["stored"] == customer == result["distinct_in_feed"], result
+            summary["embedded"] = result
+    (RESULTS_DIR / "imap_backfill.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":

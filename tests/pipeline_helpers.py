@@ -63,3 +63,17 @@ async def wait_until(
 
 def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "ingest.cli", *args]
+
+
+def sqlite_store_rows(state_dir: Path) -> tuple[list[str], int, int]:
+    """A SQLite store's rows as stored (read straight from `<state_dir>/feedback.db`):
+    the native id of every record row, the `ingested` audit rows (one per record ever
+    inserted), and the rows past version 1 (changed after their first write)."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(state_dir / "feedback.db")) as db:
+        natives = [str(r[0]) for r in db.execute("SELECT native_id FROM feedback_records")]
+        ingested = db.execute("SELECT count(*) FROM feedback_audit WHERE action = 'ingested'")
+        changed = db.execute("SELECT count(*) FROM feedback_records WHERE version > 1")
+        return natives, int(ingested.fetchone()[0]), int(changed.fetchone()[0])

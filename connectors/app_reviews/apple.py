@@ -119,20 +119,33 @@ class AppStoreConnector(ReviewConnector):
             found, bad = await self._rss_country(country, seen)
             fresh_bad, reported = unreported(bad, seen.reported)
             seen = SeenIds(seen.by_country, reported)
-            new = [f for f in oldest_first(found) if seen.is_new(country, f.review_id, f.at_ms)]
+            new = [
+                f
+                for f in oldest_first(found)
+                if seen.is_new(country, f.review_id, f.at_ms) and not self._before_since(f.at_ms)
+            ]
             self.note_poll(len(new), len(fresh_bad), 0)
             size = self.options.batch_size
             chunks = [new[i : i + size] for i in range(0, len(new), size)] or [[]]
+            pending = len(new)
             for number, chunk in enumerate(chunks):
+                pending -= len(chunk)
                 seen = seen.add(country, chunk)
                 if number == len(chunks) - 1:
                     seen = seen.add(country, found)  # known-unchanged ones stay known
                 bad_now = fresh_bad if number == 0 else ()
                 if chunk or bad_now or number == len(chunks) - 1:
-                    yield Batch([f.event for f in chunk], seen.encode(), bad=bad_now)
+                    events = [f.event for f in chunk]
+                    yield Batch(events, seen.encode(), bad=bad_now, pending=pending)
+
+    def _before_since(self, at_ms: int) -> bool:
+        """Older than `since`. An entry without a time (at_ms 0: older feed responses
+        lack `updated`) cannot be shown to be older, so it is kept."""
+        return 0 < at_ms < self.options.since_ms
 
     async def _rss_country(self, country: str, seen: SeenIds) -> tuple[list[Found], list[BadInput]]:
-        """Pages newest first until one holds a review seen before, unchanged."""
+        """Pages newest first until one holds a review seen before, unchanged, or one
+        older than `since`."""
         found: list[Found] = []
         bad: list[BadInput] = []
         last = self.options.rss_max_pages
@@ -147,7 +160,8 @@ class AppStoreConnector(ReviewConnector):
                 seen.knows(country, f.review_id) and not seen.is_new(country, f.review_id, f.at_ms)
                 for f in page.found
             )
-            if met_known or not page.found or number >= last:
+            past_since = any(self._before_since(f.at_ms) for f in page.found)
+            if met_known or past_since or not page.found or number >= last:
                 break
         return found, bad
 

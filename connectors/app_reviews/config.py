@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Literal
 
 from ingest.options import Secret
@@ -43,6 +44,10 @@ class PollingOptions:
     """Pages one poll reads at most: bounds a runaway pagination."""
     backfill_days: int = 30
     """On the first poll (no cursor): how far back to read, where the store can go back."""
+    since: str = ""
+    """YYYY-MM-DD (UTC): only reviews on or after that day; paging stops at older ones.
+    On the first poll it replaces `backfill_days`; later polls still start at the cursor
+    (`feedback-ingest backfill NAME --since …` sets it for one pass)."""
 
     def _check_polling(self) -> None:
         for name in ("poll_interval_secs", "timeout_secs", "batch_size", "max_pages"):
@@ -51,6 +56,19 @@ class PollingOptions:
             raise ValueError(f"max_retries must be 0-10, got {self.max_retries}")
         if not 1 <= self.backfill_days <= 3650:
             raise ValueError(f"backfill_days must be 1-3650, got {self.backfill_days}")
+        if self.since:
+            try:
+                date.fromisoformat(self.since)
+            except ValueError:
+                raise ValueError(f"since must be a date YYYY-MM-DD, got {self.since!r}") from None
+
+    @property
+    def since_ms(self) -> int:
+        """`since` as Unix ms (UTC midnight); -1 when unset."""
+        if not self.since:
+            return -1
+        day = date.fromisoformat(self.since)
+        return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
 
 
 @dataclass(frozen=True, kw_only=True)

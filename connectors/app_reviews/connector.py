@@ -45,11 +45,15 @@ class ReviewConnector(PullConnector):
 
     def backfill_floor_ms(self, mark: Watermark) -> int:
         """Reviews older than this are not read: the watermark, or on the first poll
-        `backfill_days` before now."""
+        `backfill_days` before now; never before `since`, and with `since` the first poll
+        goes back exactly that far."""
+        polling: PollingOptions = self.options
+        since = polling.since_ms
         if mark.at_ms >= 0:
-            return mark.at_ms
-        days: int = self.options.backfill_days
-        return int(self.clock() * 1000) - days * DAY_MS
+            return max(mark.at_ms, since)
+        if since >= 0:
+            return since
+        return int(self.clock() * 1000) - polling.backfill_days * DAY_MS
 
     def decode_watermark(self, cursor: str | None) -> Watermark:
         try:
@@ -80,8 +84,11 @@ class ReviewConnector(PullConnector):
         batches = list(watermark_batches(found, mark, self.options.batch_size))
         if not batches and fresh_bad:
             batches = [([], mark)]
+        pending = sum(len(events) for events, _ in batches)
         for number, (events, covering) in enumerate(batches):
-            yield Batch(events, covering.encode(), bad=fresh_bad if number == 0 else ())
+            pending -= len(events)
+            bad_now = fresh_bad if number == 0 else ()
+            yield Batch(events, covering.encode(), bad=bad_now, pending=pending)
 
     def note_poll(self, new: int, bad: int, skipped: int) -> None:
         if new or bad:

@@ -164,6 +164,45 @@ def bounded_feed(data_received: Callable[[bytes], None]) -> Callable[[bytes], No
     return feed
 
 
+class SaslInitialResponse(imap_impl.Command):  # type: ignore[misc]  # aioimaplib is untyped
+    """`AUTHENTICATE <mechanism> <initial response>` (RFC 4959) that answers the server's
+    error challenge. A server refusing an XOAUTH2 token first sends a continuation holding
+    a Base64 JSON error and sends its tagged NO only after an empty client response
+    (channels.md §3). aioimaplib records that continuation but never answers it, so its
+    own `xoauth2()` waits for the timeout and a revoked token looks like a dead network."""
+
+    def __init__(self, protocol: Any, mechanism: str, initial_response: str) -> None:
+        super().__init__(
+            "AUTHENTICATE", protocol.new_tag(), mechanism, initial_response, loop=protocol.loop
+        )
+        self._protocol = protocol
+        self.challenges: list[bytes] = []
+
+    def flush(self) -> None:
+        """Called by aioimaplib after each continuation line: answer it with an empty
+        response, which ends the exchange (the server then sends the tagged NO)."""
+        self.challenges.append(bytes(self._resp_lines[-1]) if self._resp_lines else b"")
+        self._protocol.transport.write(b"\r\n")
+
+
+def xoauth2_response(user: str, token: str) -> str:
+    """The XOAUTH2 initial response: `user=…^Aauth=Bearer …^A^A`, Base64."""
+    return base64.b64encode(f"user={user}\x01auth=Bearer {token}\x01\x01".encode()).decode()
+
+
+def sasl_error(challenges: Sequence[bytes]) -> str:
+    """The `status` of an XOAUTH2 error challenge (`+ eyJzdGF0dXMiOi…`), for the message."""
+    for line in challenges:
+        try:
+            text = base64.b64decode(line.removeprefix(b"+").strip(), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            continue
+        status = re.search(r'"status"\s*:\s*"([^"]{1,80})"', text)
+        if status:
+            return status.group(1)
+    return ""
+
+
 def ssl_context(options: ImapOptions) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=options.ca_file or None)
     if not options.tls_verify:
@@ -180,6 +219,7 @@ class ImapSession:
         self.options = options
         self._token = token
         self._client: aioimaplib.IMAP4 | None = None
+        self._lost: asyncio.Future[str] | None = None
         self.selected = ""
         self.writable = False
 
@@ -192,9 +232,39 @@ class ImapSession:
     def has(self, capability: str) -> bool:
         return self._client is not None and self._client.has_capability(capability)
 
+    def _connection_lost(self, exc: Exception | None) -> None:
+        """aioimaplib's hook for a closed connection. aioimaplib itself fails no pending
+        command and keeps its state, so without this the next command waits for the
+        timeout: a server that drops the session (`* BYE`, token expired, restart, a
+        NAT timeout) cost `timeout_secs` per poll instead of an immediate reconnect."""
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(f"connection closed{f': {exc}' if exc else ' by the server'}")
+
+    async def _until_lost(self, what: str, step: Awaitable[T]) -> T:
+        """`step`, unless the connection is lost first (then `ImapError` at once)."""
+        lost = self._lost
+        if lost is None:
+            return await step
+        if lost.done():
+            close = getattr(step, "close", None)
+            if close is not None:
+                close()  # a coroutine never started: no "never awaited" warning
+            raise ImapError(f"{what}: {lost.result()}")
+        task = asyncio.ensure_future(step)
+        either: set[asyncio.Future[Any]] = {task, lost}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if task.cancelled():
+            raise ImapError(f"{what}: {lost.result()}")
+        return task.result()
+
     async def _guard(self, what: str, step: Awaitable[T]) -> T:
         try:
-            return await step
+            return await self._until_lost(what, step)
         except ImapError:
             raise
         except TimeoutError:
@@ -223,7 +293,9 @@ class ImapSession:
         else:
             client = aioimaplib.IMAP4(host, port, timeout=timeout)
         self._client = client
+        self._lost = asyncio.get_running_loop().create_future()
         client.protocol.data_received = bounded_feed(client.protocol.data_received)
+        client.protocol.conn_lost_cb = self._connection_lost
         await self._guard(f"connect to {host}:{port}", client.wait_hello_from_server())
         if o.security == "starttls":
             await self._guard("STARTTLS", self._starttls(context))
@@ -252,15 +324,26 @@ class ImapSession:
             response = await self._guard("LOGIN", client.login(o.username, o.password.reveal()))
         else:
             assert self._token is not None
-            token = await self._token()
-            response = await self._guard(
-                "AUTHENTICATE XOAUTH2",
-                client.xoauth2(o.username, token),
-            )
+            response = await self._guard("AUTHENTICATE XOAUTH2", self._xoauth2(await self._token()))
         if response.result != "OK":
-            text = b" ".join(bytes(x) for x in response.lines).decode(errors="replace")
-            raise AuthFailed(f"login as {o.username!r} refused: {text[:200]}")
+            lines = [bytes(x) for x in response.lines if not bytes(x).startswith(b"+")]
+            text = b" ".join(lines).decode(errors="replace")
+            # not the username: it is an address, and this message is logged per poll
+            raise AuthFailed(f"{o.auth} login refused: {text[:200]}")
         await self._guard("CAPABILITY", client.protocol.capability())
+
+    async def _xoauth2(self, token: str) -> Any:
+        protocol = self.client.protocol
+        initial = xoauth2_response(self.options.username, token)
+        command = SaslInitialResponse(protocol, "XOAUTH2", initial)
+        response = await asyncio.wait_for(
+            protocol.execute(command, scrub=initial), self.options.timeout_secs
+        )
+        if response.result == "OK":
+            protocol.state = imap_impl.AUTH
+        elif status := sasl_error(command.challenges):
+            response.lines.append(f"({status})".encode())
+        return response
 
     async def open_folder(self, folder: str, *, writable: bool) -> FolderState:
         """EXAMINE (read-only) or SELECT the folder; its UIDVALIDITY and UIDNEXT."""
@@ -374,8 +457,10 @@ class ImapSession:
         client, self._client = self._client, None
         if client is None:
             return
+        lost, self._lost = self._lost, None
         try:
-            if client.protocol.state in (imap_impl.AUTH, imap_impl.SELECTED):
+            alive = lost is None or not lost.done()
+            if alive and client.protocol.state in (imap_impl.AUTH, imap_impl.SELECTED):
                 await asyncio.wait_for(client.logout(), 5)
         except Exception:
             pass

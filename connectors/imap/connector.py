@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
@@ -67,35 +66,24 @@ def dump_cursor(state: Cursor) -> str:
 
 
 class _Progress:
-    """Backfill progress: a log line per batch, and a bar on an interactive terminal."""
+    """Backfill progress of one folder, logged per batch (the runtime's observer draws
+    the bar of `run --once` and `backfill` from each batch's counts)."""
 
     def __init__(self, log: Any, folder: str, total: int) -> None:
         self.log, self.folder, self.total = log, folder, total
         self.done = 0
         self.started = time.monotonic()
-        self.tty = total >= 500 and sys.stderr.isatty()
 
     def advance(self, count: int) -> None:
         self.done += count
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        rate = self.done / elapsed
         self.log.info(
             "imap.progress",
             folder=self.folder,
             done=self.done,
             total=self.total,
-            rate_per_sec=round(rate, 1),
+            rate_per_sec=round(self.done / elapsed, 1),
         )
-        if self.tty:
-            width = 30
-            filled = width * self.done // max(self.total, 1)
-            sys.stderr.write(
-                f"\r{self.folder} [{'#' * filled}{'.' * (width - filled)}] "
-                f"{self.done}/{self.total} {rate:.0f}/s"
-            )
-            if self.done >= self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 class ImapConnector(PullConnector):
@@ -201,7 +189,12 @@ class ImapConnector(PullConnector):
                     f"{key}.after_ingest", "the server supports neither MOVE nor UIDPLUS"
                 )
         except AuthFailed as exc:
-            field = "password" if self.options.auth == "password" else "oauth2_token_file"
+            o = self.options
+            field = (
+                "password"
+                if o.auth == "password"
+                else ("oauth2_token_file" if o.oauth2_token_file else "oauth2_token_command")
+            )
             raise ConfigError(f"{key}.{field}", str(exc)) from None
         except ImapError as exc:
             if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate" in str(exc).lower():
@@ -248,8 +241,9 @@ class ImapConnector(PullConnector):
                 yield Batch([], cursor=dump_cursor(state))
             return
         sizes = await session.sizes(uids)
-        progress = _Progress(self._log, folder, len(uids))
-        for chunk in self._chunks([u for u in uids if u in sizes], sizes):
+        present = [u for u in uids if u in sizes]  # not expunged since the SEARCH
+        progress = _Progress(self._log, folder, len(present))
+        for chunk in self._chunks(present, sizes):
             outcomes = await self._fetch_and_parse(
                 session, folder, opened.uidvalidity, chunk, sizes
             )
@@ -261,6 +255,8 @@ class ImapConnector(PullConnector):
                 cursor=dump_cursor(state),
                 bad=bad,
                 after_commit=self._after_ingest(folder, chunk),
+                skipped=len(chunk) - len(events) - len(bad),
+                pending=progress.total - progress.done,
             )
 
     def _chunks(self, uids: list[int], sizes: dict[int, int]) -> list[list[int]]:

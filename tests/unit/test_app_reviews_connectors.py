@@ -27,6 +27,7 @@ from tests.app_reviews_fakes import (
     PACKAGE,
     FakeStores,
     Keys,
+    asc_item,
     asc_options,
     fixture,
     google_item,
@@ -414,3 +415,39 @@ def test_a_key_file_that_is_missing_or_of_the_wrong_kind_stops_the_start(tmp_pat
             GooglePlayConnector,
             {"package_name": PACKAGE, "service_account_file": str(tmp_path / "sa.json")},
         )
+
+
+@pytest.mark.parametrize(
+    ("cls", "options", "store"),
+    [
+        (AppStoreConnector, rss_options, "rss"),
+        (AppStoreConnector, asc_options, "asc"),
+        (GooglePlayConnector, google_options, "google"),
+        (HuaweiAppGalleryConnector, huawei_options, "huawei"),
+    ],
+)
+async def test_since_bounds_the_first_poll_in_place_of_backfill_days(
+    cls: type[ReviewConnector], options: Any, store: str
+) -> None:
+    """`since` (what `feedback-ingest backfill --since` sets): reviews from that day on,
+    also those older than `backfill_days`; none from before it."""
+    now = datetime.now(UTC)
+    days = [1, 3, 9, 12, 15, 40, 41, 60]
+    make_item = {"rss": rss_entry, "asc": asc_item, "google": google_item, "huawei": huawei_item}
+    async with running(FakeStores(KEYS)) as stores:
+        for i, ago in enumerate(days):
+            item = make_item[store](f"{11000000000 + i}", now - timedelta(days=ago), i)
+            target = stores.rss.setdefault("cn", []) if store == "rss" else getattr(stores, store)
+            target.append(item)
+        since = (now - timedelta(days=20)).date()
+        connector = make(cls, options(stores, backfill_days=7, since=since.isoformat()))
+        try:
+            got = sorted(ids(await drain(connector)))
+        finally:
+            await connector.close()
+    wanted = [i for i, ago in enumerate(days) if ago < 20]
+    assert len(got) == len(wanted) == 5, got
+    assert all(str(11000000000 + i) in native for i, native in zip(wanted, got, strict=True))
+    if store == "huawei":  # AppGallery is asked for nothing older
+        floor = int(datetime(since.year, since.month, since.day, tzinfo=UTC).timestamp() * 1000)
+        assert all(f"beginTime={floor}" in q for m, q in stores.requests if "/dev/reviews" in q)
