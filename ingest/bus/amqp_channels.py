@@ -4,8 +4,9 @@ aio-pika's robust connection reconnects, and its robust channels are meant to re
 their consumers. The chaos run (tests/chaos) showed that with aio-pika 10.2 after a
 broker restart or a cut link they come back without consumers: the queue sits with
 zero consumers and the worker waits for ever, with nothing in its logs. So the bus
-does not rely on that restore. A watcher per channel notices it closed, closes it for
-good (so no half-restored twin consumes beside the new one), and opens a fresh channel
+does not rely on that restore. A watcher per channel notices it closed (or reopened by
+aio-pika behind its back), closes it for good (so no half-restored twin consumes beside
+the new one), and opens a fresh channel
 on the reconnected connection: subscribing again, or declaring the topology again for
 publishing. Deliveries of the dead channel are the broker's again (it requeues them);
 settling them fails with a TransientError that the stages already handle.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
+import aiormq.abc
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
 from ingest.bus.amqp_delivery import BROKER_ERRORS, Consumer
@@ -55,6 +57,7 @@ class KeptChannel:
         self._connection = connection
         self._timeout_secs = timeout_secs
         self._channel: AbstractChannel | None = None
+        self._underlay: aiormq.abc.AbstractChannel | None = None
         self.reopened = 0
 
     def __str__(self) -> str:
@@ -67,17 +70,30 @@ class KeptChannel:
         channel = await self._connection.channel(publisher_confirms=self.confirms)
         try:
             await self._set_up(channel)
+            underlay = await channel.get_underlay_channel()
         except BaseException:
             await close_quietly(channel, self._timeout_secs)
             raise
-        self._channel = channel
+        self._channel, self._underlay = channel, underlay
+
+    async def _still_set_up(self) -> bool:
+        """Open, and still on the protocol channel it was set up on. After a reconnect
+        aio-pika may reopen a robust channel by itself: open again, but (the chaos run
+        showed) without the consumers subscribed on it."""
+        channel = self._channel
+        if channel is None or channel.is_closed:
+            return False
+        try:
+            return await channel.get_underlay_channel() is self._underlay
+        except REOPEN_ERRORS:
+            return False
 
     async def keep_open(self) -> None:
         """Runs until cancelled: looks at the channel and replaces it once it closed."""
         failing = False
         while True:
             await asyncio.sleep(CHECK_SECS)
-            if self._channel is not None and not self._channel.is_closed:
+            if await self._still_set_up():
                 continue
             try:
                 await self._replace()
@@ -98,7 +114,7 @@ class KeptChannel:
         self.reopened += 1
 
     async def close(self) -> None:
-        channel, self._channel = self._channel, None
+        channel, self._channel, self._underlay = self._channel, None, None
         if channel is not None:
             await close_quietly(channel, self._timeout_secs)
 

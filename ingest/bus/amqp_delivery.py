@@ -104,6 +104,10 @@ class AmqpDelivery(Delivery):
         finally:
             self._on_settled(self)
 
+    @property
+    def settled(self) -> bool:
+        return self._state is not None
+
     async def ack(self) -> None:
         await self._settle("acked", self._message.ack)
 

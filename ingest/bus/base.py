@@ -77,6 +77,12 @@ class Delivery(ABC):
     delivery_count: int
     """1 on first delivery, +1 on each redelivery."""
 
+    @property
+    @abstractmethod
+    def settled(self) -> bool:
+        """Acked, requeued, parked, or lost with its channel (the broker took it back):
+        either way no longer this consumer's to settle."""
+
     @abstractmethod
     async def ack(self) -> None: ...
 

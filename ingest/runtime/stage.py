@@ -54,7 +54,11 @@ async def give_back(delivery: Delivery) -> None:
     """Requeue a delivery this stage could not finish. If its channel is already gone
     (broker restart, cut link) the broker has taken it back by itself and redelivers
     it, so the failed requeue is not an error: raising here would leave the rest of a
-    batch unsettled, and an unsettled delivery holds a prefetch slot forever."""
+    batch unsettled, and an unsettled delivery holds a prefetch slot forever. One whose
+    ack or parking already failed that way is skipped: it is settled, and settling it
+    twice is a bug the bus refuses (the chaos run hit it on a cut link)."""
+    if delivery.settled:
+        return
     try:
         await delivery.requeue()
     except TransientError as exc:
