@@ -280,7 +280,9 @@ class PrivateRabbit:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             return None
-        return pid if self.node.encode() in cmdline else None
+        # the VM's command line names its HOME (`-home <dir>`), which is ours alone; the
+        # node name is not on it (it rides in the environment)
+        return pid if b"\0" + str(self.dir).encode() + b"\0" in cmdline else None
 
     async def stop(self) -> None:
         """`rabbitmqctl stop <pidfile>`: a clean shutdown, waiting for the VM to exit."""
