@@ -1,7 +1,7 @@
 """Accuracy of the classification chain on hand-labelled real financial feedback.
 
     python bench/eval_classify.py                 # dev split (the one rules are tuned on:
-                                                  # eval_dev.jsonl + eval_dev_more.jsonl)
+                                                  # eval_dev.jsonl + the dev-only extras)
     python bench/eval_classify.py --split test    # held-out split: report, never tune
     python bench/eval_classify.py --errors        # also list the urgency/kind misses
 
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DATA = ROOT / "bench" / "data"
-RESULTS = ROOT / "bench" / "results" / "eval.json"
+RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or ROOT / "bench" / "results") / "eval.json"
 URGENCY = ("urgent", "important", "general")
 KINDS = ("complaint", "consultation", "suggestion", "praise")
 CATEGORIES = ("product", "service", "process", "policy")
@@ -57,8 +57,9 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 SPLIT_FILES = {
     # the stratified dev half of the first labelled set, plus more real reviews that
-    # are dev only (bench/data/README.md: no overlap with the test split, checked in tests)
-    "dev": ("eval_dev.jsonl", "eval_dev_more.jsonl"),
+    # are dev only (bench/data/README.md: no overlap with the test split, checked in tests):
+    # round 2 (eval_dev_more) and round 3 (eval_dev_round3)
+    "dev": ("eval_dev.jsonl", "eval_dev_more.jsonl", "eval_dev_round3.jsonl"),
     "test": ("eval_test.jsonl",),
 }
 
@@ -311,7 +312,7 @@ def main() -> int:
     if args.errors:
         print_errors(items, records)
     save(result)
-    print(f"\nwrote {RESULTS.relative_to(ROOT)} [{args.split}]")
+    print(f"\nwrote {os.path.relpath(RESULTS, ROOT)} [{args.split}]")
     return 0
 
 

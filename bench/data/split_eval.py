@@ -8,9 +8,10 @@ The union of both files is the labelled set. Items are grouped by stratum
 fixed seed and cut in half (the odd item goes to test), so every urgency/kind
 combination is represented in both splits. Rules are tuned on dev only.
 
-`eval_dev_more.jsonl` (more real reviews, labelled later) is dev only and never
-re-split: moving its items into test would change the reported test split. The
-check below also fails if one of its ids or texts appears in dev or test.
+`eval_dev_more.jsonl` and `eval_dev_round3.jsonl` (more real reviews, labelled
+later: rounds 2 and 3) are dev only and never re-split: moving their items into
+test would change the reported test split. The check below also fails if one of
+their ids or texts appears in dev or test, or in the other extra file.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DEV, TEST = HERE / "eval_dev.jsonl", HERE / "eval_test.jsonl"
-DEV_MORE = HERE / "eval_dev_more.jsonl"
+DEV_ONLY = (HERE / "eval_dev_more.jsonl", HERE / "eval_dev_round3.jsonl")
+"""Dev-only extras, in the order they were labelled; never re-split."""
 SEED = 20261124
 
 
@@ -68,12 +70,17 @@ def main() -> int:
         return 0
     same = [i["id"] for i in dev] == [i["id"] for i in read(DEV)]
     print(f"dev {len(dev)}, test {len(test)}: {'matches' if same else 'DIFFERS from'} the files")
-    more = read(DEV_MORE)
-    shared = {i["id"] for i in more} & {i["id"] for i in items} or {i["text"] for i in more} & {
-        i["text"] for i in items
-    }
-    print(f"dev-only extra {len(more)}: {'OVERLAPS' if shared else 'disjoint from'} the split")
-    return 0 if same and not shared else 1
+    ok = same
+    seen = list(items)
+    for path in DEV_ONLY:
+        more = read(path)
+        ids, texts = {i["id"] for i in seen}, {i["text"] for i in seen}
+        shared = {i["id"] for i in more} & ids or {i["text"] for i in more} & texts
+        verdict = "OVERLAPS" if shared else "disjoint from"
+        print(f"dev-only {path.name} {len(more)}: {verdict} the split and earlier extras")
+        ok = ok and not shared
+        seen += more
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -28,12 +28,16 @@ TEST_SPLIT_SHA256 = "5dff652586f16412494ffd2f7e3c8a9a4ef27184c246d688d4f8b49ec11
 """eval_test.jsonl as reported: growing dev or re-labelling must never touch it."""
 
 
+EXTRA_DEV = ("eval_dev_more.jsonl", "eval_dev_round3.jsonl")
+"""Dev-only files added after the split (rounds 2 and 3), in the order they were labelled."""
+
+
 def _bigrams(text: str) -> set[str]:
     chars = "".join(ch for ch in text.lower() if ch.isalnum())
     return {chars[i : i + 2] for i in range(len(chars) - 1)} or {chars}
 
 
-@pytest.mark.parametrize("name", ["eval_dev.jsonl", "eval_test.jsonl", "eval_dev_more.jsonl"])
+@pytest.mark.parametrize("name", ["eval_dev.jsonl", "eval_test.jsonl", *EXTRA_DEV])
 def test_financial_split_parses_with_valid_labels_and_sources(name: str) -> None:
     items = _read(name)
     assert len(items) >= 200
@@ -77,19 +81,37 @@ def test_test_split_is_byte_identical_to_the_reported_one() -> None:
     assert digest == TEST_SPLIT_SHA256
 
 
-def test_extra_dev_items_are_new_and_never_near_a_test_item() -> None:
-    """eval_dev_more.jsonl is dev only: no id, text or near-duplicate (character-bigram
-    Jaccard >= 0.6) shared with the test split or the first dev half."""
-    more = _read("eval_dev_more.jsonl")
-    assert len(more) >= 400
+def _near(a: set[str], b: set[str]) -> bool:
+    return len(a & b) / len(a | b) >= 0.6
+
+
+@pytest.mark.parametrize(
+    ("name", "minimum"), [("eval_dev_more.jsonl", 400), ("eval_dev_round3.jsonl", 300)]
+)
+def test_extra_dev_items_are_new_and_never_near_a_test_item(name: str, minimum: int) -> None:
+    """The extra dev files are dev only: no id, text or near-duplicate (character-bigram
+    Jaccard >= 0.6) shared with the test split; no id or text shared with the first dev
+    half or an earlier extra file. Round 3 (labelled after the near-duplicate rule was
+    written down) is also never near an earlier dev item."""
+    more = _read(name)
+    assert len(more) >= minimum
+    earlier = EXTRA_DEV[: EXTRA_DEV.index(name)]
     old = _read("eval_dev.jsonl") + _read("eval_test.jsonl")
+    old += [item for other in earlier for item in _read(other)]
     assert not {i["id"] for i in more} & {i["id"] for i in old}
+    assert not {i["text"] for i in more} & {i["text"] for i in old}
     assert len({i["id"] for i in more}) == len(more)
+    assert len({i["text"] for i in more}) == len(more)
     test_grams = [_bigrams(i["text"]) for i in _read("eval_test.jsonl")]
     for item in more:
         grams = _bigrams(item["text"])
-        for other in test_grams:
-            assert len(grams & other) / len(grams | other) < 0.6, item["id"]
+        assert not any(_near(grams, other) for other in test_grams), item["id"]
+    if name == "eval_dev_round3.jsonl":
+        dev = _read("eval_dev.jsonl") + [item for other in earlier for item in _read(other)]
+        dev_grams = [_bigrams(i["text"]) for i in dev]
+        for item in more:
+            grams = _bigrams(item["text"])
+            assert not any(_near(grams, other) for other in dev_grams), item["id"]
 
 
 def test_evaluation_dev_split_includes_the_extra_items() -> None:
@@ -98,13 +120,13 @@ def test_evaluation_dev_split_includes_the_extra_items() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     dev = module.load_split("dev")
-    assert len(dev) == len(_read("eval_dev.jsonl")) + len(_read("eval_dev_more.jsonl"))
+    assert len(dev) == len(_read("eval_dev.jsonl")) + sum(len(_read(n)) for n in EXTRA_DEV)
     assert [i["id"] for i in module.load_split("test")] == [
         i["id"] for i in _read("eval_test.jsonl")
     ]
 
 
-@pytest.mark.parametrize("name", ["eval_dev.jsonl", "eval_test.jsonl", "eval_dev_more.jsonl"])
+@pytest.mark.parametrize("name", ["eval_dev.jsonl", "eval_test.jsonl", *EXTRA_DEV])
 def test_no_item_carries_a_valid_id_card_or_mobile_number(name: str) -> None:
     from processors.pii import Masker, PiiOptions
 

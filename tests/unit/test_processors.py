@@ -293,6 +293,33 @@ def test_trigger_families(urgency: Urgency, text: str, level: str, family: str) 
     assert any(f"[{family}]" in d for d in signals(out, "trigger"))
 
 
+@pytest.mark.parametrize(
+    ("text", "level", "family"),
+    [
+        # general phrasings found while growing the dev set (round 3, bench/data/README.md)
+        ("登录失败，试了好几次", "urgent", "account_anomaly"),
+        ("下载下来了打开没有反应", "urgent", "system_failure"),
+        ("安卓6.0用不了", "urgent", "system_failure"),
+        ("转了2笔帐，三天了还没到", "urgent", "funds_at_risk"),
+        ("不升级打不开", "important", "forced_update"),
+        ("不同意收集个人信息就不让用", "important", "forced_update"),
+        ("更新后指纹登陆没了", "important", "feature_problem"),
+    ],
+)
+def test_more_phrasings(urgency: Urgency, text: str, level: str, family: str) -> None:
+    out = classify(urgency, text)
+    assert out.urgency == level
+    assert any(f"[{family}]" in d for d in signals(out, "trigger"))
+
+
+def test_a_forced_update_condition_is_not_a_failure(urgency: Urgency) -> None:
+    """A condition such as 不更新就打不开 states the policy (important), not a broken app."""
+    out = classify(urgency, "不更新就打不开")
+    assert out.urgency == "important"
+    assert "not counted: 打不开 after 不更新" in signals(out, "negated")
+    assert classify(urgency, "更新后打不开").urgency == "urgent"
+
+
 def test_no_trigger_is_general_by_default(urgency: Urgency) -> None:
     out = classify(urgency, "有点不开心")
     assert out.urgency == "general"
