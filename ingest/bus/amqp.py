@@ -36,7 +36,7 @@ from pamqp.commands import Basic
 from pamqp.common import FieldValue
 
 from ingest.bus.amqp_channels import ConsumerChannel, PublishChannel, close_quietly
-from ingest.bus.amqp_delivery import BROKER_ERRORS, AmqpDelivery, Consumer
+from ingest.bus.amqp_delivery import AmqpDelivery, Consumer, is_broker_error
 from ingest.bus.base import DLX, Bus, Delivery, OutMessage, Topology
 from ingest.bus.topology import (
     BINDINGS,
@@ -144,7 +144,9 @@ class AmqpBus(Bus):
                 f"{action}: the broker's topology differs from this worker's ({exc}); "
                 "queue arguments must equal deploy/rabbitmq/definitions.json",
             ) from exc
-        except BROKER_ERRORS as exc:
+        except Exception as exc:
+            if not is_broker_error(exc):
+                raise
             raise TransientError(f"RabbitMQ: {action} failed: {exc!r}") from exc
 
     def _require_connection(self) -> AbstractRobustConnection:

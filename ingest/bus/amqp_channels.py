@@ -20,17 +20,13 @@ from collections.abc import Awaitable, Callable, Sequence
 import aiormq.abc
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
-from ingest.bus.amqp_delivery import BROKER_ERRORS, Consumer
+from ingest.bus.amqp_delivery import Consumer, is_broker_error
 from ingest.log import get_logger
 
 log = get_logger("ingest.bus")
 
 CHECK_SECS = 0.5
 """How often a watcher looks at its channel: the pause a consumer can add after a reconnect."""
-
-REOPEN_ERRORS = (*BROKER_ERRORS, RuntimeError)
-"""aio-pika raises RuntimeError('Connection closed') for a channel asked of a connection
-that is reconnecting."""
 
 
 async def close_quietly(closable: AbstractChannel | AbstractRobustConnection, secs: float) -> None:
@@ -43,8 +39,9 @@ async def close_quietly(closable: AbstractChannel | AbstractRobustConnection, se
         task = asyncio.current_task()
         if task is None or task.cancelling():
             raise
-    except (*BROKER_ERRORS, RuntimeError):
-        pass
+    except Exception as exc:  # RuntimeError('Connection closed') while reconnecting
+        if not (is_broker_error(exc) or isinstance(exc, RuntimeError)):
+            raise
 
 
 class KeptChannel:
@@ -85,7 +82,7 @@ class KeptChannel:
             return False
         try:
             return await channel.get_underlay_channel() is self._underlay
-        except REOPEN_ERRORS:
+        except Exception:  # whatever the library raises, the channel is not usable
             return False
 
     async def keep_open(self) -> None:
@@ -97,7 +94,7 @@ class KeptChannel:
                 continue
             try:
                 await self._replace()
-            except (*REOPEN_ERRORS, TimeoutError) as exc:
+            except Exception as exc:  # the watcher must outlive any failure: it retries
                 if not failing:  # once per outage, not every half second
                     log.warning("amqp_channel_reopen_failed", channel=str(self), error=repr(exc))
                 failing = True

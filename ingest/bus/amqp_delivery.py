@@ -26,6 +26,13 @@ BROKER_ERRORS = (AMQPError, ChannelInvalidStateError, OSError, pamqp.exceptions.
 """What aio-pika/aiormq raise when the broker or the network fails (TimeoutError is an OSError)."""
 
 
+def is_broker_error(exc: BaseException) -> bool:
+    """`BROKER_ERRORS`, or the bare `Exception` aiormq rejects its pending futures with
+    when a channel closes without a reason (an ack in flight during a cut link: the
+    chaos CI run crashed a sink role on it)."""
+    return isinstance(exc, BROKER_ERRORS) or type(exc) is Exception
+
+
 def header_text(value: FieldValue) -> str:
     """Header values are strings on our bus; other AMQP field types are rendered as text."""
     if isinstance(value, str):
@@ -96,7 +103,9 @@ class AmqpDelivery(Delivery):
         try:
             async with asyncio.timeout(self._timeout_secs):
                 await action()
-        except BROKER_ERRORS as exc:
+        except Exception as exc:
+            if not is_broker_error(exc):
+                raise
             self._state = "lost with its channel; the broker redelivers it"
             raise TransientError(
                 f"RabbitMQ: settling a delivery ({state}) failed: {exc!r}"

@@ -38,11 +38,11 @@ def require_tools(tmp_path: object) -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-# aio-pika leaves a Connection.close coroutine unawaited when the harness's own probe
+# aio-pika leaves a (Robust)Connection.close coroutine unawaited when the harness's own probe
 # connects to a broker that is going down mid-handshake (a restart fault): not the
 # workers' (they are other processes), and nothing of ours to await.
 @pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <coroutine object Connection.close"
+    "ignore:Exception ignored in. <coroutine object (Robust)?Connection.close"
     ":pytest.PytestUnraisableExceptionWarning"
 )
 async def test_chaos_services_lose_and_duplicate_nothing(tmp_path: object) -> None:
