@@ -122,9 +122,12 @@ def _embedded_config(tmp_path: Path) -> Path:
     config.write_text(
         f'[runtime]\nstate_dir = "{tmp_path / "state"}"\n'
         f'[classify]\nworkers = 1\ncustomer_ref_key = "k"\n'
-        f'[log]\nlevel = "warning"\n',
+        f'[log]\nlevel = "warning"\n'
+        f'[connectors.history]\ntype = "file_drop"\npath = "{tmp_path / "history"}"\n',
         encoding="utf-8",
     )
+    (tmp_path / "history").mkdir()
+    write_feedback_file(tmp_path / "history" / "old.jsonl", 2)
     config.chmod(0o600)
     return config
 
