@@ -14,8 +14,9 @@ rejected on its first character.
 A trigger family may also list `near` patterns, the one non-literal form: "one of
 `first`, then one of `then` at most `within` characters later" (登录 … 不上 catches
 "登陆半天也登录不上" and "登录了三次都登不上" without listing every filler). They are
-compiled into a second regex per table (each side a trie, the gap a bounded lazy
-`.{0,N}?`), so the cost stays one extra linear pass; the hit a reason shows is the
+compiled into one regex per family that has them (each side a trie, the gap a bounded
+lazy `.{0,N}?`): a few extra linear passes, and a family's match is never hidden by an
+overlapping one of another family; the hit a reason shows is the
 matched span itself, so a person sees exactly what fired. Negation cues apply to
 them as to words.
 """
@@ -147,7 +148,7 @@ class Matcher:
     clause) by a cue such as 没有 / 谨防 / 解除 is reported as negated, not as a hit:
     "没有被盗刷" and "谨防诈骗" are not fraud reports."""
 
-    __slots__ = ("_near", "_near_owners", "_negations", "_owners", "_regex", "_window", "groups")
+    __slots__ = ("_near", "_negations", "_owners", "_regex", "_window", "groups")
 
     def __init__(
         self, groups: Sequence[Group], negations: Sequence[str] = (), window: int = 0
@@ -160,13 +161,15 @@ class Matcher:
                 if group.name not in owners:
                     owners.append(group.name)
         self._regex = re.compile(trie_pattern(self._owners), re.IGNORECASE)
-        self._near_owners = [group.name for group in groups for _ in group.near]
-        near = [n.pattern() for group in groups for n in group.near]
-        self._near = (
-            re.compile("|".join(f"(?P<n{i}>{p})" for i, p in enumerate(near)), re.IGNORECASE)
-            if near
-            else None
-        )
+        # one regex per family, not one for all: matches of one alternation never
+        # overlap, so "u盾支付一直签名认证失败" would fire the U-key family and hide the
+        # payment-failure one; a pass per family with `near` patterns (a handful) keeps
+        # every family's own leftmost match
+        self._near = [
+            (group.name, re.compile("|".join(n.pattern() for n in group.near), re.IGNORECASE))
+            for group in groups
+            if group.near
+        ]
         self._negations = tuple(normalize_word(cue) for cue in negations if cue.strip())
         self._window = window
 
@@ -219,11 +222,9 @@ class Matcher:
         return Scan({name: tuple(words) for name, words in hits.items()}, tuple(negated))
 
     def _near_matches(self, text: str) -> Iterator[tuple[re.Match[str], str]]:
-        if self._near is None:
-            return
-        for match in self._near.finditer(text):
-            assert match.lastgroup is not None
-            yield match, self._near_owners[int(match.lastgroup[1:])]
+        for owner, regex in self._near:
+            for match in regex.finditer(text):
+                yield match, owner
 
     def first(self, text: str) -> str | None:
         """The first keyword that counts, or None: the cheapest possible yes/no."""

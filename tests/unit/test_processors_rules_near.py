@@ -74,3 +74,16 @@ def test_bad_near_pattern_is_a_config_error(near: list[Any], message: str) -> No
     doc = {"triggers": {"login": {"level": "urgent", "words": ["闪退"], "near": near}}}
     with pytest.raises(ConfigError, match=message):
         build_rules(doc, "test.toml")
+
+
+def test_overlapping_near_matches_of_two_families_both_count() -> None:
+    """One alternation for all families would give "u盾 … 签名" to the first family and
+    hide the second family's "支付 … 失败" over the same characters."""
+    matcher = Matcher(
+        [
+            Group("ukey", "U盾", (), near=(Near(("u盾",), ("签名",), 10),)),
+            Group("payment", "支付失败", (), near=(Near(("支付",), ("失败",), 10),)),
+        ]
+    )
+    hits = matcher.scan("u盾支付一直签名认证失败").hits
+    assert set(hits) == {"ukey", "payment"}
