@@ -25,9 +25,9 @@ from connectors.app_reviews.parse import GOOGLE_PLAY, Page
 from connectors.app_reviews.parse_google import parse_reviews
 from ingest.abc import BadInput, Batch
 from ingest.model import FeedbackEvent
+from ingest.tokens import AccessToken
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-TOKEN_MARGIN_SECS = 300.0
 
 
 class GooglePlayConnector(ReviewConnector):
@@ -46,8 +46,7 @@ class GooglePlayConnector(ReviewConnector):
             options.service_account_json.reveal(), options.service_account_file, self.prefix
         )
         self.token_url = options.token_url or self.account.token_uri
-        self._token = ""
-        self._token_expires_at = 0.0
+        self._token = AccessToken()
 
     @classmethod
     def parse_payload(
@@ -59,8 +58,9 @@ class GooglePlayConnector(ReviewConnector):
     # --- auth -------------------------------------------------------------------
 
     async def access_token(self, *, strict: bool = False) -> str:
-        if self._token and self.clock() < self._token_expires_at:
-            return self._token
+        kept = self._token.current(self.clock())
+        if kept is not None:
+            return kept
         now = int(self.clock())
         a = self.account
         assertion = google_assertion(a.key, a.key_id, a.client_email, self.token_url, now)
@@ -78,11 +78,8 @@ class GooglePlayConnector(ReviewConnector):
             raise self.refused(answer, option, "the token exchange refused the key", strict=strict)
         if answer.status != 200 or not isinstance(token, str) or not token:
             raise self.unexpected(answer, "token exchange")
-        lifetime = doc.get("expires_in", 3600) if isinstance(doc, dict) else 3600
-        lifetime = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
-        self._token = token
-        self._token_expires_at = self.clock() + max(lifetime - TOKEN_MARGIN_SECS, lifetime / 2)
-        return token
+        expires_in = doc.get("expires_in") if isinstance(doc, dict) else None
+        return self._token.keep(token, expires_in, self.clock())
 
     async def get_page(self, token: str | None, *, strict: bool = False) -> Answer:
         url = (
@@ -98,7 +95,7 @@ class GooglePlayConnector(ReviewConnector):
                 "GET", url, params=params, headers={"Authorization": f"Bearer {bearer}"}
             )
             if answer.status == 401 and not renewed:
-                self._token = ""  # revoked or expired early: one fresh token
+                self._token.forget()  # revoked or expired early: one fresh token
                 continue
             break
         if answer.status in (401, 403):
@@ -119,7 +116,7 @@ class GooglePlayConnector(ReviewConnector):
 
     async def check(self) -> None:
         """Token exchange and the first page of reviews."""
-        self._token = ""
+        self._token.forget()
         answer = await self.get_page(None, strict=True)
         parse_or_fail(lambda: self._parse(answer), self.store)
 

@@ -25,6 +25,7 @@ from connectors.app_reviews.parse import HUAWEI, Page
 from connectors.app_reviews.parse_huawei import parse_reviews, return_code
 from ingest.abc import BadInput, Batch
 from ingest.model import FeedbackEvent
+from ingest.tokens import AccessToken
 
 TOKEN_PATH = "/api/oauth2/v1/token"
 REVIEWS_PATH = "/api/reviews/v1/manage/dev/reviews"
@@ -33,7 +34,6 @@ WINDOW_MS = 180 * DAY_MS
 """[R] AGC refuses a beginTime..endTime span over six months."""
 NO_PERMISSION = 50010028
 """[R] "user or app auth validate failed": not our app, or not published yet."""
-TOKEN_MARGIN_SECS = 300.0
 
 
 class HuaweiAppGalleryConnector(ReviewConnector):
@@ -48,8 +48,7 @@ class HuaweiAppGalleryConnector(ReviewConnector):
 
     def __init__(self, name: str, options: HuaweiOptions) -> None:
         super().__init__(name, options)
-        self._token = ""
-        self._token_expires_at = 0.0
+        self._token = AccessToken()
 
     @classmethod
     def parse_payload(
@@ -59,8 +58,9 @@ class HuaweiAppGalleryConnector(ReviewConnector):
         return [f.event for f in page.found], page.bad
 
     async def access_token(self, *, strict: bool = False) -> str:
-        if self._token and self.clock() < self._token_expires_at:
-            return self._token
+        kept = self._token.current(self.clock())
+        if kept is not None:
+            return kept
         body = {
             "grant_type": "client_credentials",
             "client_id": self.options.client_id,
@@ -75,11 +75,8 @@ class HuaweiAppGalleryConnector(ReviewConnector):
                     answer, "client_secret", "AGC refused the API client", strict=strict
                 )
             raise self.unexpected(answer, "token")
-        lifetime = doc.get("expires_in", 3600) if isinstance(doc, dict) else 3600
-        lifetime = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
-        self._token = token
-        self._token_expires_at = self.clock() + max(lifetime - TOKEN_MARGIN_SECS, lifetime / 2)
-        return token
+        expires_in = doc.get("expires_in") if isinstance(doc, dict) else None
+        return self._token.keep(token, expires_in, self.clock())
 
     async def get_page(
         self, begin_ms: int, end_ms: int, page: int, *, strict: bool = False
@@ -101,7 +98,7 @@ class HuaweiAppGalleryConnector(ReviewConnector):
                 "GET", self.options.api_base + path, params=params, headers=headers
             )
             if answer.status == 401 and not renewed:
-                self._token = ""
+                self._token.forget()
                 continue
             break
         if answer.status in (401, 403):
@@ -118,7 +115,7 @@ class HuaweiAppGalleryConnector(ReviewConnector):
 
     async def check(self) -> None:
         """Token exchange and one review of the last day."""
-        self._token = ""
+        self._token.forget()
         now = int(self.clock() * 1000)
         answer = await self.get_page(now - DAY_MS, now, 1, strict=True)
         parse_or_fail(partial(self._parse, answer), self.store)

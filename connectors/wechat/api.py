@@ -20,12 +20,12 @@ import aiohttp
 import orjson
 
 from ingest.errors import ConfigError, TransientError
+from ingest.tokens import AccessToken
 
 TOKEN_EXPIRED = frozenset({40001, 40014, 42001})
 """invalid credential / invalid access_token / access_token expired: refresh once."""
 INVALID_MSG_TOKEN = 95007
 """[R] sync_msg's callback `token` is invalid or expired: retry without it."""
-TOKEN_MARGIN_SECS = 300.0
 """Refresh this long before Tencent's expiry, so a token never dies mid-pull."""
 
 _BAD_SECRET = frozenset({40001, 40091, 40125, 41004})
@@ -107,26 +107,22 @@ class WecomApi:
         self._secret = secret
         self.prefix = prefix
         self.clock = clock
-        self._token = ""
-        self._expires_at = 0.0
+        self._token = AccessToken(default_lifetime_secs=7200.0)
 
     async def access_token(self) -> str:
-        if self._token and self.clock() < self._expires_at:
-            return self._token
+        kept = self._token.current(self.clock())
+        if kept is not None:
+            return kept
         doc = await self.http.call(
             "GET", "/cgi-bin/gettoken", {"corpid": self.corp_id, "corpsecret": self._secret}
         )
         token = doc.get("access_token")
         if doc.get("errcode", 0) != 0 or not isinstance(token, str) or not token:
             raise _credential_error(doc, self.prefix, "corp_id", "secret")
-        expires_in = doc.get("expires_in", 7200)
-        lifetime = float(expires_in) if isinstance(expires_in, int | float) else 7200.0
-        self._token = token
-        self._expires_at = self.clock() + max(lifetime - TOKEN_MARGIN_SECS, lifetime / 2)
-        return token
+        return self._token.keep(token, doc.get("expires_in"), self.clock())
 
     def invalidate(self) -> None:
-        self._token = ""
+        self._token.forget()
 
     async def sync_msg(
         self, open_kfid: str, cursor: str | None, token: str, limit: int
