@@ -55,7 +55,6 @@ class KeptChannel:
         self._timeout_secs = timeout_secs
         self._channel: AbstractChannel | None = None
         self._underlay: aiormq.abc.AbstractChannel | None = None
-        self.reopened = 0
 
     def __str__(self) -> str:
         return type(self).__name__
@@ -108,7 +107,6 @@ class KeptChannel:
             await close_quietly(old, self._timeout_secs)
         async with asyncio.timeout(self._timeout_secs):
             await self.open()
-        self.reopened += 1
 
     async def close(self) -> None:
         channel, self._channel, self._underlay = self._channel, None, None
