@@ -54,18 +54,6 @@ class Running:
 
 
 @pytest.fixture
-async def pg_database(pg_url: str, unique: str) -> AsyncIterator[str]:
-    name = f"feedback_test_reviews_{unique}"
-    admin = await asyncpg.connect(pg_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield pg_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-@pytest.fixture
 async def worker(
     tmp_path: Any, amqp_vhost_url: str, redis_url: str, pg_database: str, unique: str
 ) -> AsyncIterator[Running]:
