@@ -1,8 +1,12 @@
 """The `urgency` step: urgency level, kind, category and business line, decided by the
-keyword tables of `processors/rules/urgency.toml` (see its header for the policy).
+keyword tables of `processors/rules/urgency.toml` (see its header for the policy),
+with two small learned models beside them (`processors/ngram_model.py`).
 
-Rules rather than a model for now because the desk and auditors must be able to
-check every decision: each one leaves a reason naming the rule and the words.
+Rules first because the desk and auditors must be able to check every decision: each
+one leaves a reason naming the rule and the words. The models only fill gaps the
+rules leave: the level model may raise a complaint the rules rated lower (never
+lower one), the category model names the category where no category word occurs;
+their reasons name the character sequences behind them.
 Reason signals (bounded, usable as metric labels):
 
     trigger         a trigger family fired: level, family, words
@@ -11,6 +15,8 @@ Reason signals (bounded, usable as metric labels):
     escalator       an escalator raised (or would have raised) the level
     rating          the star rating's effect (a low one with failure words raises;
                     a good one is noted and never lowers)
+    model           the learned n-gram model (processors/ngram_model.py) raised the
+                    level: its probability and the character sequences behind it
     kept_level      an earlier step had already set a higher level
     urgency         the final level and how it was reached
     kind / category / business   the classification and its cue words
@@ -18,6 +24,12 @@ Reason signals (bounded, usable as metric labels):
 Options (`[classify.options.urgency]`):
     rules_file  path of an operator's rules file (TOML, same shape as the built-in)
     rules_mode  "extend" (default: laid over the built-in rules) or "replace"
+    model       "builtin" (default: processors/rules/urgency_model.json), "off", or the
+                path of a model file written by bench/train_urgency_model.py. The model
+                only ever raises the rules' level, only for complaints, and only when it
+                gives its level at least `model_min_probability` (default 0.8)
+    category_model  the same for the category (processors/rules/category_model.json):
+                it decides only where no category word is found (instead of the default)
 """
 
 from __future__ import annotations
@@ -27,8 +39,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from ingest.errors import ConfigError
 from ingest.model import URGENCY_LEVELS, URGENCY_RANK, FeedbackRecord, Kind, Reason
 from processors import step_options
+from processors.ngram_model import NgramModel, load_model
 from processors.rules import Matcher, Rules, Scan, load_rules
 
 OPTIONS_KEY = "classify.options.urgency"
@@ -90,6 +104,9 @@ def oldest_age(text: str) -> tuple[int, str] | None:
 class UrgencyOptions:
     rules_file: str = ""
     rules_mode: Literal["extend", "replace"] = "extend"
+    model: str = "builtin"
+    category_model: str = "builtin"
+    model_min_probability: float = 0.8
 
 
 def _words(words: tuple[str, ...]) -> str:
@@ -114,6 +131,30 @@ class Urgency:
         self.rules: Rules = load_rules(
             self.options.rules_file, self.options.rules_mode, f"{OPTIONS_KEY}.rules_file"
         )
+        self.model = load_model("urgency", self.options.model, f"{OPTIONS_KEY}.model")
+        self.category_model = load_model(
+            "category", self.options.category_model, f"{OPTIONS_KEY}.category_model"
+        )
+        if not 0.0 <= self.options.model_min_probability <= 1.0:
+            raise ConfigError(f"{OPTIONS_KEY}.model_min_probability", "must be within 0 and 1")
+        categories = {*self.rules.categories.groups, self.rules.default_category}
+        self.model = self._fitting(self.model, set(URGENCY_RANK), "model")
+        self.category_model = self._fitting(self.category_model, categories, "category_model")
+
+    def _fitting(
+        self, model: NgramModel | None, allowed: set[str], option: str
+    ) -> NgramModel | None:
+        """`model` if its classes are among `allowed`. A built-in model that does not fit
+        an operator's replaced rules (other categories) is left out; a model file the
+        operator named is an error."""
+        if model is None or set(model.classes) <= allowed:
+            return model
+        if getattr(self.options, option) == "builtin":
+            return None
+        raise ConfigError(
+            f"{OPTIONS_KEY}.{option}",
+            f"the model's classes {list(model.classes)} are not all of {sorted(allowed)}",
+        )
 
     def __call__(self, record: FeedbackRecord) -> FeedbackRecord:
         text = record.text
@@ -123,12 +164,14 @@ class Urgency:
         topic = self._topic(triggers, reasons)
         kind = self._kind(record, rules.kinds.scan(text), topic, bool(triggers.hits), reasons)
         rank = self._escalate(record, kind, URGENCY_RANK[topic], reasons)
+        rank, by_model = self._learned(text, kind, rank, reasons)
         if URGENCY_RANK[record.urgency] < rank:
             reasons.append(Reason("kept_level", f"kept {record.urgency} set by an earlier step"))
             rank = URGENCY_RANK[record.urgency]
         level = URGENCY_LEVELS[rank]
         raised = URGENCY_RANK[topic] - rank
         how = f"topic {topic}" + (f", raised {raised} level(s)" if raised > 0 else "")
+        how += " (by the learned model)" if by_model and raised > 0 else ""
         reasons.append(Reason("urgency", f"{level}: {how}"))
         category = self._category(text, triggers, topic, reasons)
         business = self._business(text, reasons)
@@ -245,6 +288,25 @@ class Urgency:
             )
         return rank
 
+    def _learned(self, text: str, kind: Kind, rank: int, reasons: list[Reason]) -> tuple[int, bool]:
+        """Raise `rank` to the learned model's level when that is higher and the model
+        is sure enough (never lower; complaints only: a question is not raised by words
+        that complaints share); the reason names the n-grams that pushed towards it."""
+        if self.model is None or kind != "complaint" or rank == 0:
+            return rank, False
+        prediction = self.model.predict(text)
+        level = prediction.label
+        sure = prediction.probabilities[level] >= self.options.model_min_probability
+        if not sure or URGENCY_RANK[level] >= rank:
+            return rank, False
+        pushes = ", ".join(f"{g} +{m:g}" for g, m in self.model.explain(text, level))
+        detail = (
+            f"learned n-gram model: {level} p={prediction.probabilities[level]:.2f} "
+            f"({pushes or 'no single sequence'}): {URGENCY_LEVELS[rank]} → {level}"
+        )
+        reasons.append(Reason("model", detail, 0.7))
+        return URGENCY_RANK[level], True
+
     def _category(self, text: str, triggers: Scan, topic: str, reasons: list[Reason]) -> str:
         groups = self.rules.triggers.groups
         bonus: dict[str, int] = {}
@@ -254,6 +316,18 @@ class Urgency:
         matcher = self.rules.categories
         scan = matcher.scan(text)
         best, _ = _best_group(matcher, scan, bonus)
+        if not best and self.category_model is not None:
+            # Only where the words say nothing: the model learned from app reviews, where
+            # "product" dominates, and would outvote 理赔/审核 words on an insurer's text.
+            prediction = self.category_model.predict(text)
+            best = prediction.label
+            pushes = ", ".join(f"{g} +{m:g}" for g, m in self.category_model.explain(text, best))
+            detail = (
+                f"{best}: no category word; learned n-gram model "
+                f"p={prediction.probabilities[best]:.2f} ({pushes or 'its prior'})"
+            )
+            reasons.append(Reason("category", detail, 0.3))
+            return best
         if not best:
             best = self.rules.default_category
             reasons.append(Reason("category", f"{best}: no category word, the default", 0.3))
