@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
-from typing import Any
+from typing import Any, NamedTuple
 
 from ingest import registry
 from ingest.abc import Step
@@ -64,10 +64,18 @@ class Chain:
 
 # Results cross the process boundary as tuples, not exceptions: custom exceptions with
 # keyword arguments do not survive pickling intact.
-Outcome = tuple[str, bytes | str, str]
-"""("ok", record_bytes, routing_key) | ("drop", reason, "") | ("error", message, kind).
-The routing key (`<channel>.<urgency>`) comes back with the record so the parent
-process never decodes it: its CPU belongs to the bus and the sinks."""
+class Outcome(NamedTuple):
+    """("ok", record_bytes, routing_key, signals) | ("drop", reason, "") |
+    ("error", message, kind). The routing key (`<channel>.<urgency>`) and the record's
+    distinct reason signals (bounded names: `trigger`, `model`, `calendar_fallback` …,
+    counted by the parent in `feedback_decisions_total`) come back with the record so
+    the parent process never decodes it: its CPU belongs to the bus and the sinks."""
+
+    status: str
+    value: bytes | str
+    detail: str
+    signals: tuple[str, ...] = ()
+
 
 _CHAIN: Chain | None = None
 
@@ -85,13 +93,15 @@ def classify_bytes(body: bytes) -> Outcome:
     assert _CHAIN is not None, "worker not initialised"
     try:
         record = _CHAIN(decode_event(body))
-        return ("ok", encode_record(record), f"{record.channel}.{record.urgency}")
+        signals = tuple(sorted({reason.signal for reason in record.reasons}))
+        routing_key = f"{record.channel}.{record.urgency}"
+        return Outcome("ok", encode_record(record), routing_key, signals)
     except Drop as drop:
-        return ("drop", drop.reason, "")
+        return Outcome("drop", drop.reason, "")
     except PermanentError as exc:
-        return ("error", str(exc), exc.kind)
+        return Outcome("error", str(exc), exc.kind)
     except Exception as exc:  # a step bug: reported as a failure of this input only
-        return ("error", f"{type(exc).__name__}: {exc}", "step_crash")
+        return Outcome("error", f"{type(exc).__name__}: {exc}", "step_crash")
 
 
 def classify_batch(bodies: Sequence[bytes]) -> list[Outcome]:
@@ -115,9 +125,9 @@ def classify_lines(lines: Sequence[bytes]) -> list[Outcome]:
             doc.setdefault("channel", "unknown")
             out.append(classify_bytes(encode_event(event_from_dict(doc))))
         except orjson.JSONDecodeError as exc:
-            out.append(("error", f"not JSON: {exc}", "bad_json"))
+            out.append(Outcome("error", f"not JSON: {exc}", "bad_json"))
         except PermanentError as exc:
-            out.append(("error", str(exc), exc.kind))
+            out.append(Outcome("error", str(exc), exc.kind))
     return out
 
 

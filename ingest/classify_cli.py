@@ -31,7 +31,7 @@ def classify_stream(
     line_no = 0
     try:
         for outcomes in pool.map_lines(_chunks(stdin, chunk_size)):
-            for status, value, kind in outcomes:
+            for status, value, kind, _ in outcomes:
                 line_no += 1
                 if status == "ok":
                     assert isinstance(value, bytes)

@@ -39,6 +39,12 @@ END_TO_END = Histogram(
     ["sink"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
+DECISIONS = Counter(
+    "feedback_decisions_total",
+    "Classified records carrying a reason of this signal (trigger, model, escalator, "
+    "calendar_fallback …): how often each rule, model or fallback took part",
+    ["signal"],
+)
 QUEUE_DEPTH = Gauge("feedback_queue_depth", "Ready messages per queue", ["queue"])
 FEED_SIZE = Gauge("feedback_feed_size", "Open items in the desk feed per level", ["urgency"])
 SLA_BREACHES = Counter(

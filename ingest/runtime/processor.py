@@ -141,7 +141,9 @@ class ProcessorWorker:
         """Drops acked, failures parked, records published together and then acked;
         `settled` collects the positions done, so a failure requeues only the rest."""
         publish: list[tuple[int, OutMessage]] = []
-        for i, (delivery, (status, value, detail)) in enumerate(zip(batch, outcomes, strict=True)):
+        for i, (delivery, (status, value, detail, _)) in enumerate(
+            zip(batch, outcomes, strict=True)
+        ):
             with structlog.contextvars.bound_contextvars(
                 feedback_id=delivery.headers.get(H_ID, ""), channel=_channel(delivery)
             ):
@@ -168,6 +170,8 @@ class ProcessorWorker:
             await batch[i].ack()
             settled.add(i)
             telemetry.PROCESSED.labels(channel, STAGE).inc()
+            for signal in outcomes[i].signals:
+                telemetry.DECISIONS.labels(signal).inc()
 
 
 def _channel(delivery: Delivery) -> str:

@@ -68,6 +68,9 @@ async def test_healthz_readyz_and_metrics_of_a_running_worker(tmp_path: Path) ->
             'stage="connector:forms"}' in metrics
         )
         assert 'feedback_processed_total{channel="web_form",stage="sink:sql_store"}' in metrics
+        # decisions counted in the parent, though classified in the pool's child process
+        assert 'feedback_decisions_total{signal="working_days"}' in metrics
+        assert 'feedback_decisions_total{signal="urgency"}' in metrics
     finally:
         worker.request_stop()
         await asyncio.wait_for(running, 30)
