@@ -52,6 +52,14 @@ class StoreSettings:
 class HttpSettings:
     host: str = "127.0.0.1"
     port: int = 8080
+    ops_port: int | None = None
+    """Serve `/metrics`, `/healthz` and `/readyz` on this port (same host) and not on
+    `port`: then a proxy or Ingress that routes `port` to the desk or the webhooks
+    cannot expose them. None: everything on `port`."""
+
+    def __post_init__(self) -> None:
+        if self.ops_port is not None and self.ops_port == self.port != 0:
+            raise ConfigError("http.ops_port", f"must differ from http.port ({self.port})")
 
 
 @dataclass(frozen=True)

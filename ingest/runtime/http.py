@@ -1,5 +1,6 @@
-"""The one aiohttp server of a worker: webhooks of push connectors, the desk,
-`/metrics`, `/healthz` (alive) and `/readyz` (every dependency reachable)."""
+"""The aiohttp server of a worker: webhooks of push connectors, the desk, and the
+operator endpoints `/metrics`, `/healthz` (alive) and `/readyz` (every dependency
+reachable), which go to a second server when `[http] ops_port` is set."""
 
 from __future__ import annotations
 
@@ -15,8 +16,12 @@ log = get_logger("ingest.http")
 Probe = Callable[[], Awaitable[None]]
 
 
-def build_app(probes: dict[str, Probe]) -> web.Application:
+def build_app(probes: dict[str, Probe] | None) -> web.Application:
+    """The application; with the operator endpoints unless `probes` is None (they are
+    served by `build_app(probes)` on the ops port instead)."""
     app = web.Application(client_max_size=2 * 1024 * 1024)
+    if probes is None:
+        return app
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -73,6 +73,8 @@ class Worker:
         self.push: list[PushConnector] = []
         self.intakes: list[push.WebhookIntake] = []
         self.http: HttpServer | None = None
+        self.ops_http: HttpServer | None = None
+        """The operator endpoints' own server when `[http] ops_port` is set."""
         self.stats = RunStats(roles=self.roles)
         self.observer = observer
         self._stop = asyncio.Event()
@@ -143,7 +145,9 @@ class Worker:
             for connector in self.connectors:
                 stack.push_async_callback(connector.close)
             if self.serve_http:
-                app = build_app(self._probes())
+                http = self.settings.http
+                separate = http.ops_port is not None
+                app = build_app(None if separate else self._probes())
                 if self.push:
                     self.intakes = push.mount(app, self.push, publisher, cursors)
                 if "desk" in self.roles:
@@ -151,7 +155,11 @@ class Worker:
 
                     assert self.feed is not None and self.store is not None
                     desk.mount(app, self.feed, self.store, self.settings)
-                self.http = HttpServer(app, self.settings.http.host, self.settings.http.port)
+                if http.ops_port is not None:
+                    self.ops_http = HttpServer(build_app(self._probes()), http.host, http.ops_port)
+                    await self.ops_http.start()
+                    stack.push_async_callback(self.ops_http.close)
+                self.http = HttpServer(app, http.host, http.port)
                 await self.http.start()
                 stack.push_async_callback(self.http.close)
             with self._signals():

@@ -112,10 +112,18 @@ def test_each_role_runs_the_real_cli_with_probes_resources_and_a_long_enough_gra
     args = build_parser().parse_args(c["args"])
     assert args.command == "run" and args.roles == role
     env = {e["name"]: e["value"] for e in c["env"]}
-    (port,) = [p for p in c["ports"] if p["name"] == "http"]
-    assert port["containerPort"] == int(env["FEEDBACK_HTTP__PORT"])
-    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports["http"] == int(env["FEEDBACK_HTTP__PORT"])
+    # the roles behind a Service (and the Ingress) keep /metrics, /healthz and /readyz
+    # on their own ops port, which no Service routes
+    probed = "ops" if role in ("desk", "connectors") else "http"
+    if probed == "ops":
+        assert ports["ops"] == int(env["FEEDBACK_HTTP__OPS_PORT"]) != ports["http"]
+    annotations = deployment(role)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(ports[probed])
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": probed}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": probed}
+    assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": probed}
     assert {"cpu", "memory"} <= set(c["resources"]["requests"])
     pod = deployment(role)["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] > 2 * RuntimeSettings().drain_timeout_secs
@@ -193,3 +201,9 @@ def test_keda_scales_processors_and_sinks_on_their_real_queues() -> None:
     for so in scaled.values():
         for trigger in so["spec"]["triggers"]:
             assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+
+
+def test_services_route_only_the_main_port_never_the_ops_port() -> None:
+    for service in of_kind("Service"):
+        targets = {p["targetPort"] for p in service["spec"]["ports"]}
+        assert targets == {"http"}, service["metadata"]["name"]

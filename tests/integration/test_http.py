@@ -6,7 +6,9 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
+import pytest
 
+from ingest.errors import ConfigError
 from ingest.runtime.supervisor import Worker
 from ingest.settings import settings_from_dict
 from tests.pipeline_helpers import write_feedback_file
@@ -74,3 +76,41 @@ async def test_healthz_readyz_and_metrics_of_a_running_worker(tmp_path: Path) ->
     finally:
         worker.request_stop()
         await asyncio.wait_for(running, 30)
+
+
+async def test_ops_port_keeps_operator_endpoints_off_the_public_port(tmp_path: Path) -> None:
+    """With `[http] ops_port`, a proxy routing the main port to the desk cannot reach
+    /metrics or /readyz: they answer on the ops port only."""
+    settings = settings_from_dict(
+        {
+            "runtime": {"state_dir": str(tmp_path / "state")},
+            "http": {"port": 0, "ops_port": 0},
+            "classify": {"workers": 1, "customer_ref_key": "k"},
+            "desk": {"tokens": []},
+        }
+    )
+    worker = Worker(settings, roles=("desk",))
+    running = asyncio.create_task(worker.run())
+    try:
+        while worker.http is None or worker.http.port == 0:
+            assert not running.done(), running.exception()
+            await asyncio.sleep(0.05)
+        assert worker.ops_http is not None and worker.ops_http.port != worker.http.port
+        public = f"http://127.0.0.1:{worker.http.port}"
+        ops = f"http://127.0.0.1:{worker.ops_http.port}"
+        async with aiohttp.ClientSession() as http:
+            for path in ("/metrics", "/readyz", "/healthz"):
+                async with http.get(public + path) as r:
+                    assert r.status == 404, path
+                async with http.get(ops + path) as r:
+                    assert r.status == 200, path
+            async with http.get(public + "/desk/") as r:  # the desk stays on the main port
+                assert r.status == 200
+    finally:
+        worker.request_stop()
+        await asyncio.wait_for(running, 30)
+
+
+def test_ops_port_must_differ_from_the_main_port() -> None:
+    with pytest.raises(ConfigError, match=r"http\.ops_port"):
+        settings_from_dict({"http": {"port": 8080, "ops_port": 8080}})
