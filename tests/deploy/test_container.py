@@ -197,10 +197,23 @@ async def test_healthcheck_command_passes_against_a_live_worker_and_fails_withou
     await server.start()
     try:
         env = {**os.environ, "FEEDBACK_HTTP__PORT": str(server.port)}
+        env.pop("FEEDBACK_HTTP__OPS_PORT", None)
         live = await asyncio.to_thread(
             subprocess.run, _healthcheck_argv(), env=env, capture_output=True, timeout=30
         )
         assert live.returncode == 0, live.stderr
+        # with an ops port (as in the k8s manifests) the check goes there, not to PORT
+        public = HttpServer(build_app(None), "127.0.0.1", 0)
+        await public.start()
+        try:
+            split = {**env, "FEEDBACK_HTTP__PORT": str(public.port)}
+            split["FEEDBACK_HTTP__OPS_PORT"] = str(server.port)
+            via_ops = await asyncio.to_thread(
+                subprocess.run, _healthcheck_argv(), env=split, capture_output=True, timeout=30
+            )
+            assert via_ops.returncode == 0, via_ops.stderr
+        finally:
+            await public.close()
     finally:
         await server.close()
     dead = await asyncio.to_thread(
