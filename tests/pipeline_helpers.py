@@ -1,15 +1,25 @@
-"""Shared by the pipeline tests: input files with known ids, and counting what arrived."""
+"""Shared by the pipeline tests: input files with known ids, a worker on the real
+services, and counting what arrived."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import orjson
+import redis.asyncio as aioredis
+
+from ingest.abc import FeedQuery, Store
+from ingest.model import FeedbackRecord
+from ingest.runtime import components
+from ingest.runtime.supervisor import Worker
+from ingest.settings import Settings, settings_from_dict
 
 SAMPLES = Path(__file__).resolve().parents[1] / "ingest" / "data" / "samples.jsonl"
 GOOD_TEXTS = [orjson.loads(line)["text"] for line in SAMPLES.read_bytes().splitlines() if line]
@@ -77,3 +87,92 @@ def sqlite_store_rows(state_dir: Path) -> tuple[list[str], int, int]:
         ingested = db.execute("SELECT count(*) FROM feedback_audit WHERE action = 'ingested'")
         changed = db.execute("SELECT count(*) FROM feedback_records WHERE version > 1")
         return natives, int(ingested.fetchone()[0]), int(changed.fetchone()[0])
+
+
+# --- a worker on the real services (RabbitMQ, Redis, PostgreSQL) ---------------------
+
+
+def services_settings(
+    tmp_path: Path,
+    amqp_url: str,
+    redis_url: str,
+    pg_url: str,
+    prefix: str,
+    connectors: dict[str, Any],
+) -> Settings:
+    """Services mode: the broker at `amqp_url`, the feed and cursors in Redis under
+    `prefix`, the store at `pg_url`; the web server on a free local port; `connectors`."""
+    return settings_from_dict(
+        {
+            "runtime": {"state_dir": str(tmp_path / "state"), "drain_timeout_secs": 10},
+            "broker": {"url": amqp_url},
+            "redis": {"url": redis_url, "prefix": prefix},
+            "store": {"url": pg_url},
+            "http": {"host": "127.0.0.1", "port": 0},
+            "classify": {"workers": 1, "customer_ref_key": "k"},
+            "log": {"level": "warning"},
+            "connectors": connectors,
+        }
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[str]:
+    """A Worker with every role, run in a task; yields the base URL of its web server.
+    Raises the worker's own error if it ends before the server is up; on exit asks it to
+    stop and waits up to 60 s for it to drain."""
+    worker = Worker(settings)
+    task = asyncio.create_task(worker.run())
+
+    async def serving() -> bool:
+        if task.done():
+            task.result()  # the worker's error, if it failed
+            raise AssertionError("the worker stopped before its web server started")
+        return worker.http is not None and worker.http.port != 0
+
+    try:
+        await wait_until(serving, 30, "the worker's web server")
+        assert worker.http is not None
+        yield f"http://127.0.0.1:{worker.http.port}"
+    finally:
+        worker.request_stop()
+        await asyncio.wait_for(task, 60)
+
+
+async def drop_redis_prefix(redis_url: str, prefix: str) -> None:
+    """Delete every Redis key under `prefix:`."""
+    client = aioredis.from_url(redis_url)
+    try:
+        keys = [k async for k in client.scan_iter(f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[Store]:
+    """The store of `settings`, started, and closed on exit."""
+    store = components.make_store(settings)
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def stored_records(settings: Settings, ids: Iterable[str]) -> dict[str, FeedbackRecord]:
+    """Record id → record, for those of `ids` the store holds."""
+    async with open_store(settings) as store:
+        found = {i: await store.get(i) for i in ids}
+    return {i: r for i, r in found.items() if r is not None}
+
+
+async def feed_records(settings: Settings, query: FeedQuery) -> dict[str, FeedbackRecord]:
+    """Record id → record, for the feed's open records that `query` selects."""
+    feed = components.make_feed(settings)
+    await feed.start()
+    try:
+        return {r.id: r for r in await feed.top(query)}
+    finally:
+        await feed.close()

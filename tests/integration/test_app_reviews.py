@@ -12,17 +12,14 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
 from ingest.abc import FeedQuery
 from ingest.model import FeedbackRecord, stable_id
-from ingest.runtime import components
-from ingest.runtime.supervisor import Worker
-from ingest.settings import Settings, settings_from_dict
+from ingest.settings import Settings
 from tests.app_reviews_fakes import (
     APPLE_APP,
     HUAWEI_APP,
@@ -39,7 +36,13 @@ from tests.app_reviews_fakes import (
     rss_options,
     running,
 )
-from tests.pipeline_helpers import wait_until
+from tests.pipeline_helpers import (
+    drop_redis_prefix,
+    feed_records,
+    running_worker,
+    services_settings,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 POLL_SECS = 1.0
@@ -55,40 +58,25 @@ class Running:
 
 @pytest.fixture
 async def worker(
-    tmp_path: Any, amqp_vhost_url: str, redis_url: str, pg_database: str, unique: str
+    tmp_path: Path, amqp_vhost_url: str, redis_url: str, pg_database: str, unique: str
 ) -> AsyncIterator[Running]:
     prefix = f"test-{unique}"
     async with running(FakeStores.with_fixtures(KEYS)) as fake:
         fast = {"poll_interval_secs": POLL_SECS, "max_retries": 1}
-        settings = settings_from_dict(
-            {
-                "runtime": {"state_dir": str(tmp_path / "state"), "drain_timeout_secs": 10},
-                "broker": {"url": amqp_vhost_url},
-                "redis": {"url": redis_url, "prefix": prefix},
-                "store": {"url": pg_database},
-                "http": {"host": "127.0.0.1", "port": 0},
-                "classify": {"workers": 1, "customer_ref_key": "k"},
-                "log": {"level": "warning"},
-                "connectors": {
-                    "ios_cn": {"type": "app_store", **rss_options(fake, **fast)},
-                    "ios_api": {"type": "app_store", **asc_options(fake, **fast)},
-                    "play": {"type": "google_play", **google_options(fake, **fast)},
-                    "agc": {"type": "huawei_appgallery", **huawei_options(fake, **fast)},
-                },
-            }
+        connectors = {
+            "ios_cn": {"type": "app_store", **rss_options(fake, **fast)},
+            "ios_api": {"type": "app_store", **asc_options(fake, **fast)},
+            "play": {"type": "google_play", **google_options(fake, **fast)},
+            "agc": {"type": "huawei_appgallery", **huawei_options(fake, **fast)},
+        }
+        settings = services_settings(
+            tmp_path, amqp_vhost_url, redis_url, pg_database, prefix, connectors
         )
-        instance = Worker(settings)
-        task = asyncio.create_task(instance.run())
         try:
-            yield Running(settings, fake, pg_database)
+            async with running_worker(settings):  # the worker stops before the fake does
+                yield Running(settings, fake, pg_database)
         finally:
-            instance.request_stop()  # the worker stops before the fake does
-            await asyncio.wait_for(task, 30)
-            client = aioredis.from_url(redis_url)
-            keys = [k async for k in client.scan_iter(f"{prefix}:*")]
-            if keys:
-                await client.delete(*keys)
-            await client.aclose()
+            await drop_redis_prefix(redis_url, prefix)
 
 
 def expected_ids(fake: FakeStores) -> dict[str, str]:
@@ -108,13 +96,7 @@ def expected_ids(fake: FakeStores) -> dict[str, str]:
 
 
 async def in_feed(settings: Settings) -> dict[str, FeedbackRecord]:
-    feed = components.make_feed(settings)
-    await feed.start()
-    try:
-        top = await feed.top(FeedQuery(limit=500, channel="app_review"))
-        return {r.id: r for r in top}
-    finally:
-        await feed.close()
+    return await feed_records(settings, FeedQuery(limit=500, channel="app_review"))
 
 
 async def rows(url: str) -> dict[str, tuple[int, str, int | None]]:

@@ -5,7 +5,6 @@ webhook gets 403 and leaves no trace."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,16 +15,21 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest
-import redis.asyncio as aioredis
 
 from connectors.transcripts.signing import sign
 from ingest.abc import FeedQuery
 from ingest.bus.base import Q_PROCESS, Q_PROCESS_URGENT, Q_SINK_FEED, Q_SINK_STORE
 from ingest.model import FeedbackRecord
 from ingest.runtime import components
-from ingest.runtime.supervisor import Worker
-from ingest.settings import Settings, settings_from_dict
-from tests.pipeline_helpers import wait_until
+from ingest.settings import Settings
+from tests.pipeline_helpers import (
+    drop_redis_prefix,
+    feed_records,
+    running_worker,
+    services_settings,
+    stored_records,
+    wait_until,
+)
 from tests.unit.test_transcripts import (
     ALIBABA,
     ALIBABA_V2,
@@ -60,49 +64,31 @@ async def running(
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     prefix = f"test-{unique}"
-    settings = settings_from_dict(
-        {
-            "runtime": {"state_dir": str(tmp_path / "state"), "drain_timeout_secs": 10},
-            "broker": {"url": amqp_vhost_url},
-            "redis": {"url": redis_url, "prefix": prefix},
-            "store": {"url": pg_database},
-            "http": {"host": "127.0.0.1", "port": 0},
-            "classify": {"workers": 1, "customer_ref_key": "k"},
-            "log": {"level": "warning"},
-            "connectors": {
-                "calls": {
-                    "type": "transcripts",
-                    "source": SOURCE,
-                    "path": str(inbox),
-                    "secret": SECRET,
-                    "settle_secs": 0.0,
-                    "poll_interval_secs": 0.2,
-                },
-                "mono": {
-                    "type": "transcripts",
-                    "source": "房贷热线",
-                    "secret": SECRET,
-                    "format": "alibaba",
-                    "alibaba_customer_speaker": "2",
-                },
-            },
-        }
+    connectors = {
+        "calls": {
+            "type": "transcripts",
+            "source": SOURCE,
+            "path": str(inbox),
+            "secret": SECRET,
+            "settle_secs": 0.0,
+            "poll_interval_secs": 0.2,
+        },
+        "mono": {
+            "type": "transcripts",
+            "source": "房贷热线",
+            "secret": SECRET,
+            "format": "alibaba",
+            "alibaba_customer_speaker": "2",
+        },
+    }
+    settings = services_settings(
+        tmp_path, amqp_vhost_url, redis_url, pg_database, prefix, connectors
     )
-    worker = Worker(settings)
-    task = asyncio.create_task(worker.run())
     try:
-        while worker.http is None or worker.http.port == 0:
-            assert not task.done(), task.exception()
-            await asyncio.sleep(0.05)
-        yield Running(settings, f"http://127.0.0.1:{worker.http.port}", inbox)
+        async with running_worker(settings) as base:
+            yield Running(settings, base, inbox)
     finally:
-        worker.request_stop()
-        await asyncio.wait_for(task, 30)
-        client = aioredis.from_url(redis_url)
-        keys = [k async for k in client.scan_iter(f"{prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+        await drop_redis_prefix(redis_url, prefix)
 
 
 async def post(
@@ -117,23 +103,8 @@ async def post(
             return response.status, orjson.loads(text) if text.startswith("{") else {"text": text}
 
 
-async def stored(settings: Settings, ids: list[str]) -> dict[str, FeedbackRecord]:
-    store = components.make_store(settings)
-    await store.start()
-    try:
-        found = {i: await store.get(i) for i in ids}
-        return {i: r for i, r in found.items() if r is not None}
-    finally:
-        await store.close()
-
-
 async def in_feed(settings: Settings) -> dict[str, FeedbackRecord]:
-    feed = components.make_feed(settings)
-    await feed.start()
-    try:
-        return {r.id: r for r in await feed.top(FeedQuery(limit=100, channel="phone"))}
-    finally:
-        await feed.close()
+    return await feed_records(settings, FeedQuery(limit=100, channel="phone"))
 
 
 async def sql(url: str, query: str, *args: Any) -> Any:
@@ -166,11 +137,11 @@ async def test_every_format_by_webhook_and_folder_reaches_feed_and_store(running
     records: dict[str, FeedbackRecord] = {}
 
     async def all_stored() -> bool:
-        records.update(await stored(run.settings, list(ids.values())))
+        records.update(await stored_records(run.settings, list(ids.values())))
         by_call = {r.native_id: r for r in (await in_feed(run.settings)).values()}
         if "CC20240301091522-0001" in by_call:
             ids["CC20240301091522-0001"] = by_call["CC20240301091522-0001"].id
-            records.update(await stored(run.settings, [ids["CC20240301091522-0001"]]))
+            records.update(await stored_records(run.settings, [ids["CC20240301091522-0001"]]))
         return len(records) == 5
 
     await wait_until(all_stored, 60, "five calls in the store")
@@ -222,7 +193,7 @@ async def test_a_redelivered_call_stays_one_record_and_forged_ones_leave_none(
     assert status == 200
 
     async def drained() -> bool:
-        if not await stored(run.settings, [last["id"]]):
+        if not await stored_records(run.settings, [last["id"]]):
             return False
         async with components.make_bus(run.settings) as bus:
             depths = await bus.queue_depths()

@@ -6,13 +6,11 @@ in the feed and the store out; every kind of bad request refused, counted in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.wechat.crypto import MessageCrypto
@@ -20,10 +18,17 @@ from ingest.abc import FeedQuery
 from ingest.bus.base import Q_DEAD
 from ingest.model import stable_id
 from ingest.runtime import components
-from ingest.runtime.supervisor import Worker
-from ingest.settings import Settings, settings_from_dict
+from ingest.settings import Settings
 from ingest.testing import PushRequest
-from tests.pipeline_helpers import wait_until
+from tests.pipeline_helpers import (
+    drop_redis_prefix,
+    feed_records,
+    open_store,
+    running_worker,
+    services_settings,
+    stored_records,
+    wait_until,
+)
 from tests.wechat_helpers import (
     CORP_ID,
     OA_ACCOUNT,
@@ -60,45 +65,12 @@ async def settings(
     fake_api: FakeWecomApi,
 ) -> AsyncIterator[Settings]:
     prefix = f"test-wx-{unique}"
-    yield settings_from_dict(
-        {
-            "runtime": {"state_dir": str(tmp_path / "state"), "drain_timeout_secs": 10},
-            "classify": {"workers": 1},
-            "log": {"level": "warning"},
-            "http": {"host": "127.0.0.1", "port": 0},
-            "broker": {"url": amqp_vhost_url},
-            "redis": {"url": redis_url, "prefix": prefix},
-            "store": {"url": pg_database},
-            "connectors": {
-                "wx_main": {"type": "wechat", **OA_OPTIONS},
-                "kf_main": {"type": "wecom", **wecom_options(fake_api.url, retry_delay_secs=0.2)},
-            },
-        }
-    )
-    client = aioredis.from_url(redis_url)
-    keys = [k async for k in client.scan_iter(f"{prefix}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[str]:
-    """A worker with every role; yields the base URL of its web server."""
-    worker = Worker(settings)
-    task = asyncio.create_task(worker.run())
-    try:
-        for _ in range(300):
-            if worker.http is not None and worker.http.port:
-                break
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.05)
-        assert worker.http is not None and worker.http.port
-        yield f"http://127.0.0.1:{worker.http.port}"
-    finally:
-        worker.request_stop()
-        await asyncio.wait_for(task, 60)
+    connectors = {
+        "wx_main": {"type": "wechat", **OA_OPTIONS},
+        "kf_main": {"type": "wecom", **wecom_options(fake_api.url, retry_delay_secs=0.2)},
+    }
+    yield services_settings(tmp_path, amqp_vhost_url, redis_url, pg_database, prefix, connectors)
+    await drop_redis_prefix(redis_url, prefix)
 
 
 async def post(http: aiohttp.ClientSession, url: str, request: PushRequest) -> tuple[int, str]:
@@ -106,18 +78,11 @@ async def post(http: aiohttp.ClientSession, url: str, request: PushRequest) -> t
         return response.status, await response.text()
 
 
-async def stored(settings: Settings, ids: list[str]) -> tuple[list[str], list[str], int]:
-    """(ids found in the store, ids in the feed, records in the store)."""
-    feed, store = components.make_feed(settings), components.make_store(settings)
-    await feed.start()
-    await store.start()
-    try:
-        found = [i for i in ids if await store.get(i) is not None]
-        in_feed = {r.id for r in await feed.top(FeedQuery(limit=500))}
-        return found, [i for i in ids if i in in_feed], await store.count()
-    finally:
-        await feed.close()
-        await store.close()
+async def stored(settings: Settings, ids: list[str]) -> tuple[list[str], list[str]]:
+    """(ids found in the store, ids in the feed)."""
+    found = await stored_records(settings, ids)
+    in_feed = await feed_records(settings, FeedQuery(limit=500))
+    return [i for i in ids if i in found], [i for i in ids if i in in_feed]
 
 
 async def webhook_counts(
@@ -147,7 +112,7 @@ async def test_official_account_and_wecom_callbacks_land_in_feed_and_store(
     )
     oa_id = stable_id("wechat", OA_ACCOUNT, "24373915622399001")
     kf_ids = [stable_id("wecom", CORP_ID, m) for m in ("KF_MSG_1", "KF_MSG_3")]
-    async with running(settings) as base, aiohttp.ClientSession() as http:
+    async with running_worker(settings) as base, aiohttp.ClientSession() as http:
         text = oa_text("手机银行转账失败，钱扣了但对方没收到", msg_id="24373915622399001")
         status, body = await post(http, f"{base}/webhooks/wechat/wx_main", oa_request(text))
         assert (status, body) == (200, "success")
@@ -157,20 +122,15 @@ async def test_official_account_and_wecom_callbacks_land_in_feed_and_store(
         assert (status, body) == (200, "success")
 
         async def all_arrived() -> bool:
-            found, in_feed, _ = await stored(settings, [oa_id, *kf_ids])
+            found, in_feed = await stored(settings, [oa_id, *kf_ids])
             return len(found) == len(in_feed) == 3
 
         await wait_until(all_arrived, 60, "the WeChat and WeCom records in store and feed")
         servicer = stable_id("wecom", CORP_ID, "KF_MSG_2")
         assert (await stored(settings, [servicer]))[0] == []  # not customer feedback
-    feed_store = components.make_store(settings)
-    await feed_store.start()
-    try:
-        record = await feed_store.get(oa_id)
-        assert record is not None and record.native_id == "24373915622399001"
-        assert record.channel == "wechat" and record.meta["feedback"] is True
-    finally:
-        await feed_store.close()
+    record = (await stored_records(settings, [oa_id])).get(oa_id)
+    assert record is not None and record.native_id == "24373915622399001"
+    assert record.channel == "wechat" and record.meta["feedback"] is True
     cursors = components.make_cursors(settings)
     try:
         assert await cursors.load(f"kf_main:{OPEN_KFID}") == "CURSOR_2"
@@ -209,7 +169,7 @@ async def test_bad_requests_get_clear_answers_are_counted_and_never_recorded(
         ),
         ("oversized", oa_request(b"<xml>" + b"a" * (3 * 1024 * 1024) + b"</xml>"), 413, "413"),
     ]
-    async with running(settings) as base, aiohttp.ClientSession() as http:
+    async with running_worker(settings) as base, aiohttp.ClientSession() as http:
         before = await webhook_counts(http, base, "wx_main")
         for name, request, status, _ in cases:
             got, body = await post(http, base + url_path, request)
@@ -233,7 +193,8 @@ async def test_bad_requests_get_clear_answers_are_counted_and_never_recorded(
         for outcome, n in expected.items():
             assert after.get(outcome, 0) - before.get(outcome, 0) == n, (outcome, after, before)
         await asyncio.sleep(1)  # anything wrongly published would be stored by now
-        _, _, total = await stored(settings, [])
+        async with open_store(settings) as store:
+            total = await store.count()
         assert total == 1, "only the genuine message may become a record"
     async with components.make_bus(settings) as bus:
         parked = []
