@@ -285,17 +285,6 @@ def classify(step: Urgency, text: str, label: str = "negative", **fields: Any) -
         ("理赔太慢了", "important", "claims_refunds"),
         ("柜员态度很差", "general", "attitude"),
         ("网点排队排了很久", "general", "waiting_access"),
-    ],
-)
-def test_trigger_families(urgency: Urgency, text: str, level: str, family: str) -> None:
-    out = classify(urgency, text)
-    assert out.urgency == level
-    assert any(f"[{family}]" in d for d in signals(out, "trigger"))
-
-
-@pytest.mark.parametrize(
-    ("text", "level", "family"),
-    [
         # general phrasings found while growing the dev set (round 3, bench/data/README.md)
         ("登录失败，试了好几次", "urgent", "account_anomaly"),
         ("下载下来了打开没有反应", "urgent", "system_failure"),
@@ -306,7 +295,7 @@ def test_trigger_families(urgency: Urgency, text: str, level: str, family: str) 
         ("更新后指纹登陆没了", "important", "feature_problem"),
     ],
 )
-def test_more_phrasings(urgency: Urgency, text: str, level: str, family: str) -> None:
+def test_trigger_families(urgency: Urgency, text: str, level: str, family: str) -> None:
     out = classify(urgency, text)
     assert out.urgency == level
     assert any(f"[{family}]" in d for d in signals(out, "trigger"))
