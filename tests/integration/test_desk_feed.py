@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from ingest.abc import DeskFeed, FeedQuery
 from ingest.errors import Conflict
@@ -26,6 +25,7 @@ from ingest.model import FeedbackRecord
 from sinks.redis_feed import RedisFeed
 from sinks.sqlite_feed import SqliteFeed
 from tests.integration.test_sinks import make_record
+from tests.pipeline_helpers import drop_redis_prefix
 
 pytestmark = pytest.mark.integration
 
@@ -43,11 +43,7 @@ def rec(n: int, *, due_in_hours: float | None = 48, **changes: Any) -> FeedbackR
 async def redis_desk_prefix(redis_url: str, unique: str) -> AsyncIterator[str]:
     prefix = f"test-desk:{unique}"
     yield prefix
-    client = aioredis.Redis.from_url(redis_url)
-    keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    await drop_redis_prefix(redis_url, prefix)
 
 
 @pytest.fixture(params=["redis", "sqlite"])

@@ -17,14 +17,19 @@ from typing import Any
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
 from ingest.abc import FeedQuery
 from ingest.bus.base import H_ERROR, H_ERROR_STAGE, Q_DEAD, Bus
 from ingest.runtime import components
 from ingest.runtime.supervisor import Worker
 from ingest.settings import Settings, settings_from_dict
-from tests.pipeline_helpers import BAD_LINES, cli_command, wait_until, write_feedback_file
+from tests.pipeline_helpers import (
+    BAD_LINES,
+    cli_command,
+    drop_redis_prefix,
+    wait_until,
+    write_feedback_file,
+)
 
 N = 200
 
@@ -106,11 +111,7 @@ async def services_config(
     config["redis"] = {"url": redis_url, "prefix": f"test-{unique}"}
     config["store"] = {"url": pg_database}
     yield config
-    client = aioredis.from_url(redis_url)
-    keys = [k async for k in client.scan_iter(f"test-{unique}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    await drop_redis_prefix(redis_url, f"test-{unique}")
 
 
 async def ingested_audit_rows(url: str) -> int:

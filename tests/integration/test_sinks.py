@@ -27,6 +27,7 @@ from sinks.cursor_store import RedisCursorStore, SqliteCursorStore
 from sinks.redis_feed import RedisFeed
 from sinks.sql_store import SqlStore
 from sinks.sqlite_feed import SqliteFeed
+from tests.pipeline_helpers import drop_redis_prefix
 
 pytestmark = pytest.mark.integration
 
@@ -79,11 +80,7 @@ def make_record(n: int, **changes: Any) -> FeedbackRecord:
 async def redis_prefix(redis_url: str, unique: str) -> AsyncIterator[str]:
     prefix = f"test-sinks:{unique}"
     yield prefix
-    client = aioredis.Redis.from_url(redis_url)
-    keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    await drop_redis_prefix(redis_url, prefix)
 
 
 @pytest.fixture
