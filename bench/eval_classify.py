@@ -118,12 +118,16 @@ def binary(score: float) -> str:
 # --- running the chain ------------------------------------------------------------
 
 
-def classify(items: Iterable[dict[str, Any]]) -> list[Any]:
+def classify(items: Iterable[dict[str, Any]], urgency: dict[str, Any] | None = None) -> list[Any]:
+    """The default chain's records for `items` (`urgency`: options of that step)."""
     from ingest.codec import event_from_dict
     from ingest.model import FeedbackRecord
     from processors.chain import build, run
 
-    steps = build(options={"pii": {"customer_ref_key": "eval-key"}})
+    options: dict[str, dict[str, Any]] = {"pii": {"customer_ref_key": "eval-key"}}
+    if urgency is not None:
+        options["urgency"] = urgency
+    steps = build(options=options)
     return [run(steps, FeedbackRecord.from_event(event_from_dict(item))) for item in items]
 
 
