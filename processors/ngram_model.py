@@ -138,6 +138,10 @@ class NgramModel:
         order = sorted(range(len(grams)), key=lambda i: (-margins[i], grams[i]))[:top]
         return tuple((grams[i], round(float(margins[i]), 3)) for i in order if margins[i] > 0)
 
+    def because(self, text: str, name: str) -> str:
+        """`explain` as a reason's words: "登录 +0.41, 不上 +0.3" ("" when none)."""
+        return ", ".join(f"{gram} +{margin:g}" for gram, margin in self.explain(text, name))
+
 
 def model_document(
     classes: Iterable[str],

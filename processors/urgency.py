@@ -299,7 +299,7 @@ class Urgency:
         sure = prediction.probabilities[level] >= self.options.model_min_probability
         if not sure or URGENCY_RANK[level] >= rank:
             return rank, False
-        pushes = ", ".join(f"{g} +{m:g}" for g, m in self.model.explain(text, level))
+        pushes = self.model.because(text, level)
         detail = (
             f"learned n-gram model: {level} p={prediction.probabilities[level]:.2f} "
             f"({pushes or 'no single sequence'}): {URGENCY_LEVELS[rank]} → {level}"
@@ -321,7 +321,7 @@ class Urgency:
             # "product" dominates, and would outvote 理赔/审核 words on an insurer's text.
             prediction = self.category_model.predict(text)
             best = prediction.label
-            pushes = ", ".join(f"{g} +{m:g}" for g, m in self.category_model.explain(text, best))
+            pushes = self.category_model.because(text, best)
             detail = (
                 f"{best}: no category word; learned n-gram model "
                 f"p={prediction.probabilities[best]:.2f} ({pushes or 'its prior'})"

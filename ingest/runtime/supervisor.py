@@ -146,8 +146,7 @@ class Worker:
                 stack.push_async_callback(connector.close)
             if self.serve_http:
                 http = self.settings.http
-                separate = http.ops_port is not None
-                app = build_app(None if separate else self._probes())
+                app = build_app(None if http.ops_port is not None else self._probes())
                 if self.push:
                     self.intakes = push.mount(app, self.push, publisher, cursors)
                 if "desk" in self.roles:
