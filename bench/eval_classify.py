@@ -58,8 +58,13 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 SPLIT_FILES = {
     # the stratified dev half of the first labelled set, plus more real reviews that
     # are dev only (bench/data/README.md: no overlap with the test split, checked in tests):
-    # round 2 (eval_dev_more) and round 3 (eval_dev_round3)
-    "dev": ("eval_dev.jsonl", "eval_dev_more.jsonl", "eval_dev_round3.jsonl"),
+    # round 2 (eval_dev_more), round 3 (eval_dev_round3) and round 5 (eval_dev_round5)
+    "dev": (
+        "eval_dev.jsonl",
+        "eval_dev_more.jsonl",
+        "eval_dev_round3.jsonl",
+        "eval_dev_round5.jsonl",
+    ),
     "test": ("eval_test.jsonl",),
 }
 
