@@ -164,7 +164,7 @@ class Urgency:
         topic = self._topic(triggers, reasons)
         kind = self._kind(record, rules.kinds.scan(text), topic, bool(triggers.hits), reasons)
         rank = self._escalate(record, kind, URGENCY_RANK[topic], reasons)
-        rank, by_model = self._learned(text, kind, rank, reasons)
+        rank, by_model = self._learned(text, kind, topic, rank, reasons)
         if URGENCY_RANK[record.urgency] < rank:
             reasons.append(Reason("kept_level", f"kept {record.urgency} set by an earlier step"))
             rank = URGENCY_RANK[record.urgency]
@@ -288,11 +288,17 @@ class Urgency:
             )
         return rank
 
-    def _learned(self, text: str, kind: Kind, rank: int, reasons: list[Reason]) -> tuple[int, bool]:
+    def _learned(
+        self, text: str, kind: Kind, topic: str, rank: int, reasons: list[Reason]
+    ) -> tuple[int, bool]:
         """Raise `rank` to the learned model's level when that is higher and the model
-        is sure enough (never lower; complaints only: a question is not raised by words
-        that complaints share); the reason names the n-grams that pushed towards it."""
-        if self.model is None or kind != "complaint" or rank == 0:
+        is sure enough; the reason names the n-grams that pushed towards it. Never lower;
+        complaints only (a question is not raised by words that complaints share); and
+        only where the rules found no failure or defect word (`topic` general): where a
+        rule named one, its level stands, so a single broken feature or a forced update
+        stays important as domain.md says, even though the model learned that "用不了"
+        and "打不开" usually mean the whole app is down."""
+        if self.model is None or kind != "complaint" or rank == 0 or topic != "general":
             return rank, False
         prediction = self.model.predict(text)
         level = prediction.label
