@@ -58,12 +58,14 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 SPLIT_FILES = {
     # the stratified dev half of the first labelled set, plus more real reviews that
     # are dev only (bench/data/README.md: no overlap with the test split, checked in tests):
-    # round 2 (eval_dev_more), round 3 (eval_dev_round3) and round 5 (eval_dev_round5)
+    # round 2 (eval_dev_more), round 3 (eval_dev_round3), round 5 (eval_dev_round5) and
+    # round 6 (eval_dev_round6: customer-service questions, another source)
     "dev": (
         "eval_dev.jsonl",
         "eval_dev_more.jsonl",
         "eval_dev_round3.jsonl",
         "eval_dev_round5.jsonl",
+        "eval_dev_round6.jsonl",
     ),
     "test": ("eval_test.jsonl",),
 }

@@ -164,7 +164,8 @@ class Urgency:
         topic = self._topic(triggers, reasons)
         kind = self._kind(record, rules.kinds.scan(text), topic, bool(triggers.hits), reasons)
         rank = self._escalate(record, kind, URGENCY_RANK[topic], reasons)
-        rank, by_model = self._learned(text, kind, topic, rank, reasons)
+        negated = bool(triggers.negated)
+        rank, by_model = self._learned(text, kind, topic, negated, rank, reasons)
         if URGENCY_RANK[record.urgency] < rank:
             reasons.append(Reason("kept_level", f"kept {record.urgency} set by an earlier step"))
             rank = URGENCY_RANK[record.urgency]
@@ -289,7 +290,7 @@ class Urgency:
         return rank
 
     def _learned(
-        self, text: str, kind: Kind, topic: str, rank: int, reasons: list[Reason]
+        self, text: str, kind: Kind, topic: str, negated: bool, rank: int, reasons: list[Reason]
     ) -> tuple[int, bool]:
         """Raise `rank` to the learned model's level when that is higher and the model
         is sure enough; the reason names the n-grams that pushed towards it. Never lower;
@@ -297,8 +298,11 @@ class Urgency:
         only where the rules found no failure or defect word (`topic` general): where a
         rule named one, its level stands, so a single broken feature or a forced update
         stays important as domain.md says, even though the model learned that "用不了"
-        and "打不开" usually mean the whole app is down."""
-        if self.model is None or kind != "complaint" or rank == 0 or topic != "general":
+        and "打不开" usually mean the whole app is down. Nor where the rules found such a
+        word negated (不是冻结, 没有被盗刷): the model sees the characters, not the "not"."""
+        if self.model is None or kind != "complaint" or rank == 0:
+            return rank, False
+        if topic != "general" or negated:
             return rank, False
         prediction = self.model.predict(text)
         level = prediction.label

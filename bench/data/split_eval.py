@@ -8,11 +8,11 @@ The union of both files is the labelled set. Items are grouped by stratum
 fixed seed and cut in half (the odd item goes to test), so every urgency/kind
 combination is represented in both splits. Rules are tuned on dev only.
 
-`eval_dev_more.jsonl`, `eval_dev_round3.jsonl` and `eval_dev_round5.jsonl` (more
-real reviews, labelled later: rounds 2, 3 and 5) are dev only and never re-split:
-moving their items into test would change the reported test split. The check below
-also fails if one of their ids or texts appears in dev or test, or in an earlier
-extra file.
+`eval_dev_more.jsonl`, `eval_dev_round3.jsonl`, `eval_dev_round5.jsonl` and
+`eval_dev_round6.jsonl` (more real feedback, labelled later: rounds 2, 3, 5 and 6) are
+dev only and never re-split: moving their items into test would change the reported
+test split. The check below also fails if one of their ids or texts appears in dev or
+test, or in an earlier extra file.
 """
 
 from __future__ import annotations
@@ -28,7 +28,12 @@ HERE = Path(__file__).resolve().parent
 DEV, TEST = HERE / "eval_dev.jsonl", HERE / "eval_test.jsonl"
 DEV_ONLY = tuple(
     HERE / name
-    for name in ("eval_dev_more.jsonl", "eval_dev_round3.jsonl", "eval_dev_round5.jsonl")
+    for name in (
+        "eval_dev_more.jsonl",
+        "eval_dev_round3.jsonl",
+        "eval_dev_round5.jsonl",
+        "eval_dev_round6.jsonl",
+    )
 )
 """Dev-only extras, in the order they were labelled; never re-split."""
 SEED = 20261124

@@ -141,6 +141,12 @@ class Scan:
         return self.hits.get(group, ())
 
 
+def _asks_either_way(text: str, cue: str, at: int) -> bool:
+    """Whether the cue at `at` is the middle of an A-not-A question (是不是冻结了,
+    有没有被盗刷): 不是 after 是 or 没有 after 有 asks, it does not deny."""
+    return len(cue) == 2 and cue[0] in "不没" and at > 0 and text[at - 1] == cue[1]
+
+
 class Matcher:
     """All keywords of one table in one precompiled regex, mapped back to their groups.
 
@@ -189,10 +195,15 @@ class Matcher:
     def _negator(self, text: str, start: int) -> str | None:
         if not self._negations or start == 0:
             return None
-        before = _CLAUSE_BREAK.split(text[max(0, start - self._window) : start].lower())[-1]
+        lowered = text.lower()
+        before = _CLAUSE_BREAK.split(lowered[max(0, start - self._window) : start])[-1]
+        offset = start - len(before)  # where `before` begins in the text
         for cue in self._negations:
-            if cue in before:
-                return cue
+            at = before.find(cue)
+            while at >= 0:
+                if not _asks_either_way(lowered, cue, offset + at):
+                    return cue
+                at = before.find(cue, at + 1)
         return None
 
     def scan(self, text: str) -> Scan:

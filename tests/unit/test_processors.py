@@ -390,6 +390,10 @@ def test_good_rating_is_noted_not_used_to_lower(urgency: Urgency) -> None:
         ("收到短信提醒谨防诈骗", "general"),
         ("已解除冻结，谢谢", "general"),
         ("卡没事，但是另一张被盗刷了", "urgent"),  # negation does not cross a clause
+        # an A-not-A question asks, it does not deny
+        ("我的花呗是不是冻结了", "urgent"),
+        ("卡有没有被盗刷", "urgent"),
+        ("不是冻结，是忘了密码", "general"),
     ],
 )
 def test_negation_cues(urgency: Urgency, text: str, level: str) -> None:
