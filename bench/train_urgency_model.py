@@ -214,7 +214,8 @@ def holdout(name: str, rules_file: str) -> None:
     for setup, records in predicted.items():
         urgency = scores([i["expected_urgency"] for i in gold], [r.urgency for r in records])
         category = accuracy([i["expected_category"] for i in gold], [r.category for r in records])
-        print(f"  {setup:<17} {urgency}  category accuracy {category:.3f}")
+        kind = accuracy([i["expected_kind"] for i in gold], [r.kind for r in records])
+        print(f"  {setup:<17} {urgency}  category {category:.3f}  kind {kind:.3f}")
 
 
 def main() -> int:
