@@ -76,8 +76,8 @@ def prepared(items: Sequence[dict[str, Any]]) -> list[str]:
 
 
 class Design(NamedTuple):
-    """The feature matrix in coordinate form: a text has a few dozen of the ~14 000
-    known n-grams, so a dense matrix would be 99.6 % zeros (and half a gigabyte)."""
+    """The feature matrix in coordinate form: a text has a few dozen of the ~15 000
+    known n-grams, so a dense matrix would be 99.7 % zeros (and most of a gigabyte)."""
 
     rows: np.ndarray
     columns: np.ndarray

@@ -195,13 +195,15 @@ class Matcher:
     def _negator(self, text: str, start: int) -> str | None:
         if not self._negations or start == 0:
             return None
-        lowered = text.lower()
-        before = _CLAUSE_BREAK.split(lowered[max(0, start - self._window) : start])[-1]
-        offset = start - len(before)  # where `before` begins in the text
+        # the window, and one character before it to see the 是 of 是不是
+        lead_start = max(0, start - self._window - 1)
+        lead = text[lead_start:start].lower()
+        before = _CLAUSE_BREAK.split(lead[max(0, start - self._window) - lead_start :])[-1]
+        offset = len(lead) - len(before)  # where `before` begins in `lead`
         for cue in self._negations:
             at = before.find(cue)
             while at >= 0:
-                if not _asks_either_way(lowered, cue, offset + at):
+                if not _asks_either_way(lead, cue, offset + at):
                     return cue
                 at = before.find(cue, at + 1)
         return None
