@@ -4,9 +4,10 @@ with two small learned models beside them (`processors/ngram_model.py`).
 
 Rules first because the desk and auditors must be able to check every decision: each
 one leaves a reason naming the rule and the words. The models only fill gaps the
-rules leave: the level model may raise a complaint the rules rated lower (never
-lower one), the category model names the category where no category word occurs;
-their reasons name the character sequences behind them.
+rules leave: the level model may raise a complaint in which the rules found no
+failure or defect word (never lower one), the category model names the category
+where no category word occurs; their reasons name the character sequences behind
+them.
 Reason signals (bounded, usable as metric labels):
 
     trigger         a trigger family fired: level, family, words
