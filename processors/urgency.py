@@ -27,7 +27,8 @@ Options (`[classify.options.urgency]`):
     rules_mode  "extend" (default: laid over the built-in rules) or "replace"
     model       "builtin" (default: processors/rules/urgency_model.json), "off", or the
                 path of a model file written by bench/train_urgency_model.py. The model
-                only ever raises the rules' level, only for complaints, and only when it
+                only ever raises the rules' level, only for complaints in which the rules
+                found no failure or defect word (nor a negated one), and only when it
                 gives its level at least `model_min_probability` (default 0.8)
     category_model  the same for the category (processors/rules/category_model.json):
                 it decides only where no category word is found (instead of the default)
@@ -165,8 +166,7 @@ class Urgency:
         topic = self._topic(triggers, reasons)
         kind = self._kind(record, rules.kinds.scan(text), topic, bool(triggers.hits), reasons)
         rank = self._escalate(record, kind, URGENCY_RANK[topic], reasons)
-        negated = bool(triggers.negated)
-        rank, by_model = self._learned(text, kind, topic, negated, rank, reasons)
+        rank, by_model = self._learned(text, kind, topic, bool(triggers.negated), rank, reasons)
         if URGENCY_RANK[record.urgency] < rank:
             reasons.append(Reason("kept_level", f"kept {record.urgency} set by an earlier step"))
             rank = URGENCY_RANK[record.urgency]
@@ -301,9 +301,7 @@ class Urgency:
         stays important as domain.md says, even though the model learned that "用不了"
         and "打不开" usually mean the whole app is down. Nor where the rules found such a
         word negated (不是冻结, 没有被盗刷): the model sees the characters, not the "not"."""
-        if self.model is None or kind != "complaint" or rank == 0:
-            return rank, False
-        if topic != "general" or negated:
+        if self.model is None or kind != "complaint" or topic != "general" or negated:
             return rank, False
         prediction = self.model.predict(text)
         level = prediction.label
