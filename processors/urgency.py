@@ -29,7 +29,7 @@ Options (`[classify.options.urgency]`):
                 path of a model file written by bench/train_urgency_model.py. The model
                 only ever raises the rules' level, only for complaints in which the rules
                 found no failure or defect word (nor a negated one), and only when it
-                gives its level at least `model_min_probability` (default 0.8)
+                gives its level at least `model_min_probability` (default 0.6)
     category_model  the same for the category (processors/rules/category_model.json):
                 it decides only where no category word is found (instead of the default)
 """
@@ -108,7 +108,7 @@ class UrgencyOptions:
     rules_mode: Literal["extend", "replace"] = "extend"
     model: str = "builtin"
     category_model: str = "builtin"
-    model_min_probability: float = 0.8
+    model_min_probability: float = 0.6
 
 
 def _words(words: tuple[str, ...]) -> str:
