@@ -59,13 +59,15 @@ SPLIT_FILES = {
     # the stratified dev half of the first labelled set, plus more real reviews that
     # are dev only (bench/data/README.md: no overlap with the test split, checked in tests):
     # round 2 (eval_dev_more), round 3 (eval_dev_round3), round 5 (eval_dev_round5) and
-    # round 6 (eval_dev_round6: customer-service questions, another source)
+    # round 6 (eval_dev_round6: customer-service questions, another source) and round 7
+    # (eval_dev_round7: App Store reviews from ranges no earlier round read)
     "dev": (
         "eval_dev.jsonl",
         "eval_dev_more.jsonl",
         "eval_dev_round3.jsonl",
         "eval_dev_round5.jsonl",
         "eval_dev_round6.jsonl",
+        "eval_dev_round7.jsonl",
     ),
     "test": ("eval_test.jsonl",),
 }
