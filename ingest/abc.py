@@ -87,6 +87,10 @@ class Connector(ABC):
 class PullConnector(Connector):
     mode: ClassVar[Literal["pull", "push", "both"]] = "pull"
     poll_interval_secs: float = 30.0
+    keeps_cursor: ClassVar[bool] = True
+    """False when every batch has `cursor=None` because the commit moves the input away
+    (a drop folder's file to done/): `backfill --from-scratch` has nothing to rewind and
+    refuses such a connector."""
 
     @abstractmethod
     def read(self, cursor: str | None) -> AsyncIterator[Batch]:

@@ -1,12 +1,30 @@
-"""`feedback-ingest backfill NAME [--since YYYY-MM-DD]`: one pass of one pull connector
-from its cursor, through the runtime `run --once` uses (read, publish with broker
-confirms, commit the cursor, batch by batch), with a progress line on stderr and the
-counts at the end.
+"""`feedback-ingest backfill NAME [--since YYYY-MM-DD] [--from-scratch]`: one pass of one
+pull connector from its cursor, through the runtime `run --once` uses (read, publish with
+broker confirms, commit the cursor, batch by batch), with a progress line on stderr and
+the counts at the end.
 
 `--since` sets the connector's own `since` option (imap: IMAP `SEARCH SINCE`; the review
 connectors stop paging at older reviews). It bounds the read from below and never
 rewinds the cursor: what the cursor already covers is not read again, so an interrupted
 backfill resumes where its last committed batch ended.
+
+`--from-scratch` re-reads what the cursor already covers (after a change of the
+classification rules, or a wiped store): the pass starts with no cursor, as if the
+connector had never run, so it reads as far back as a first run does (imap: every mail
+still in its folders; the review stores: `backfill_days`, or `--since`). It still commits
+the cursor batch by batch, overwriting the stored one: interrupted, a plain `backfill
+NAME` (with the same `--since`, if any) goes on from the last batch it committed, and
+reads what the interrupted pass had not reached yet, since that pass's cursor only
+covers what it read (imap: folders not reached yet are read from their first mail; the
+review stores' watermark moved back to the oldest review re-read and forward from
+there). The same command with `--from-scratch` again starts over. A connector that keeps
+no cursor (drop folders: moving a file to done/ is its commit) is refused.
+
+Re-read items carry the same deterministic ids as before, and the sinks upsert by id: an
+unchanged record is not written again (no new row, no audit entry, no feed event); one
+the current rules classify differently is updated in place, keeping the desk's status
+and owner (audited as `reclassified`). Input that cannot be parsed is dead-lettered
+again, so `feedback.dead` may hold it twice.
 
 Embedded (no `[broker] url`), the pass also runs the processors and sinks and ends once
 everything read is stored: the in-memory bus does not outlive the process. With a broker
@@ -138,6 +156,7 @@ class Report:
     """Until the command could exit: embedded, everything read is stored by then."""
     embedded: bool
     interrupted: bool
+    from_scratch: bool = False
 
     def summary(self) -> str:
         c = self.counts
@@ -148,13 +167,21 @@ class Report:
             f"{c.skipped} skipped, {c.dead_lettered} dead-lettered; "
             f"read in {self.read_secs:.1f} s ({rate:.0f}/s), {where} after {self.total_secs:.1f} s"
         )
-        if self.interrupted:
+        if self.from_scratch and self.interrupted:
+            text += (
+                f" (interrupted: `backfill {self.connector}` without --from-scratch resumes "
+                "from the last committed batch; with it, it starts over)"
+            )
+        elif self.interrupted:
             text += " (interrupted: run the same command again to resume from the cursor)"
         return text
 
 
-def backfill_settings(settings: Settings, name: str, since: str = "") -> Settings:
-    """The settings with only connector `name`, its `since` option set to `since`."""
+def backfill_settings(
+    settings: Settings, name: str, since: str = "", *, from_scratch: bool = False
+) -> Settings:
+    """The settings with only connector `name`, its `since` option set to `since`;
+    `from_scratch` only checks that the connector has a cursor to start over from."""
     table = settings.connectors.get(name)
     if table is None:
         known = sorted(settings.connectors)
@@ -165,6 +192,13 @@ def backfill_settings(settings: Settings, name: str, since: str = "") -> Setting
     if not issubclass(cls, PullConnector):
         raise ConfigError(
             "CONNECTOR", f"{name!r} is a {kind} connector, which is pushed to: nothing to read"
+        )
+    if from_scratch and not cls.keeps_cursor:
+        raise ConfigError(
+            "--from-scratch",
+            f"{kind} connectors keep no cursor, so there is nothing to start over from: "
+            "their commit moves what was read away (a drop folder's done/); "
+            "put it back to read it again",
         )
     if since:
         try:
@@ -177,14 +211,21 @@ def backfill_settings(settings: Settings, name: str, since: str = "") -> Setting
     return dataclasses.replace(settings, connectors={name: table})
 
 
-async def run_backfill(settings: Settings, name: str, since: str, progress: Progress) -> Report:
+async def run_backfill(
+    settings: Settings, name: str, since: str, progress: Progress, *, from_scratch: bool = False
+) -> Report:
     """One pass of connector `name` (see the module docstring); `progress` sees each
     committed batch."""
     from ingest.runtime.supervisor import Worker
 
     roles = EMBEDDED_ROLES if settings.embedded else ("connectors",)
     worker = Worker(
-        backfill_settings(settings, name, since), roles, once=True, http=False, observer=progress
+        backfill_settings(settings, name, since, from_scratch=from_scratch),
+        roles,
+        once=True,
+        http=False,
+        observer=progress,
+        from_scratch=from_scratch,
     )
     started = time.monotonic()
     await worker.run()
@@ -196,4 +237,5 @@ async def run_backfill(settings: Settings, name: str, since: str, progress: Prog
         total_secs=time.monotonic() - started,
         embedded=settings.embedded,
         interrupted=worker.stop_requested,
+        from_scratch=from_scratch,
     )

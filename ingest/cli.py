@@ -45,7 +45,13 @@ def _backfill(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging("warning", settings.log.format)  # the progress line replaces info logs
     report = asyncio.run(
-        run_backfill(settings, args.connector, args.since or "", Progress(sys.stderr))
+        run_backfill(
+            settings,
+            args.connector,
+            args.since or "",
+            Progress(sys.stderr),
+            from_scratch=args.from_scratch,
+        )
     )
     print(report.summary())
     return 130 if report.interrupted else 0
@@ -243,6 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="YYYY-MM-DD",
         help="only items on or after that day (imap: SEARCH SINCE; app reviews: stop paging "
         "at older reviews); never rewinds the cursor",
+    )
+    p.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="ignore the stored cursor and read again as far back as a first run (after a "
+        "rules change or a wiped store); same ids, so the sinks upsert: an unchanged record "
+        "is not written again, a reclassified one is updated in place. Commits the cursor "
+        "per batch as usual: if interrupted, the command without --from-scratch resumes "
+        "from the last committed batch",
     )
 
     p = command(

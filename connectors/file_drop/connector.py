@@ -134,6 +134,7 @@ class FileDropConnector(PullConnector):
     )
     Options = FileDropOptions
     options: FileDropOptions
+    keeps_cursor = False  # moving a file to done/ is its commit
 
     def __init__(self, name: str, options: FileDropOptions) -> None:
         super().__init__(name, options)

@@ -61,6 +61,7 @@ class TranscriptsConnector(PullConnector, PushConnector):
     mode: ClassVar[Literal["pull", "push", "both"]] = "both"
     Options = TranscriptsOptions
     options: TranscriptsOptions
+    keeps_cursor = False  # moving a file to done/ is its commit
 
     def __init__(self, name: str, options: TranscriptsOptions) -> None:
         super().__init__(name, options)

@@ -31,6 +31,7 @@ from aio_pika.abc import (
     AbstractExchange,
     AbstractRobustConnection,
 )
+from aio_pika.connection import make_url
 from aio_pika.exceptions import ChannelPreconditionFailed
 from pamqp.commands import Basic
 from pamqp.common import FieldValue
@@ -157,12 +158,19 @@ class AmqpBus(Bus):
     async def start(self) -> None:
         if self._connection is not None:
             return
-        async with self._broker("connect"):
-            connection = await aio_pika.connect_robust(self._url, timeout=self._timeout_secs)
+        # What `aio_pika.connect_robust` does, but holding the connection, so a failed
+        # attempt is closed here. connect_robust drops it unclosed: its reconnect task
+        # keeps dialling (after our timeout: for ever, swallowing the cancellation at
+        # exit, so `asyncio.run` never returns), and its `__del__` schedules `close()`
+        # wherever the garbage collector runs; in a thread without a loop (to_thread,
+        # aiosqlite) that is "coroutine 'RobustConnection.close' was never awaited".
+        connection = aio_pika.RobustConnection(make_url(self._url))
         publishing = PublishChannel(
             connection, lambda channel: declare_topology(channel, self.topology), self._timeout_secs
         )
         try:
+            async with self._broker("connect"):
+                await connection.connect(timeout=self._timeout_secs)
             async with self._broker("declare the topology"):
                 await publishing.open()
         except BaseException:

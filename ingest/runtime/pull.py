@@ -4,7 +4,12 @@ re-reads the batch on restart; deterministic ids make that harmless.
 
 An optional observer sees each batch once its cursor is committed (progress of
 `run --once` and `backfill`); a batch read again after a failure is seen only when it
-is committed, so nothing is counted twice."""
+is committed, so nothing is counted twice.
+
+`from_scratch` (`backfill --from-scratch`): the first pass of each connector reads with
+no cursor, as if it had never run, and commits its cursors batch by batch as usual. A
+retry of that pass after a failure starts over only if none of its batches committed a
+cursor yet; otherwise it goes on from the last one committed, like any other pass."""
 
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ class PullScheduler:
         cursors: CursorStore,
         backoff: Backoff | None = None,
         observer: BatchObserver | None = None,
+        *,
+        from_scratch: bool = False,
     ) -> None:
         self.connectors = connectors
         self.publisher = publisher
@@ -39,11 +46,16 @@ class PullScheduler:
         self._backoff_template = backoff or Backoff()
         self.observer = observer
         self.stopping = asyncio.Event()
+        self._from_scratch = {c.name for c in connectors} if from_scratch else set()
+        """Connectors whose stored cursor is ignored (see the module docstring)."""
 
     async def poll_once(self, connector: PullConnector) -> int:
         """One pass over everything new; returns the number of events published."""
         published = 0
-        cursor = await self.cursors.load(connector.name)
+        if connector.name in self._from_scratch:
+            cursor = None
+        else:
+            cursor = await self.cursors.load(connector.name)
         async for batch in connector.read(cursor):
             await self.publisher.publish(connector.name, batch.events, batch.bad)
             for event in batch.events:
@@ -51,6 +63,7 @@ class PullScheduler:
             if batch.cursor is not None:
                 await self.cursors.save(connector.name, batch.cursor)
                 telemetry.CURSOR_COMMITS.labels(connector.name).inc()
+                self._from_scratch.discard(connector.name)  # a retry goes on from here
             if self.observer is not None:
                 self.observer(connector, batch)
             if batch.after_commit is not None:
@@ -58,6 +71,7 @@ class PullScheduler:
             published += len(batch.events)
             if self.stopping.is_set():
                 break  # stop intake between batches; everything so far is committed
+        self._from_scratch.discard(connector.name)
         return published
 
     async def run_once(self) -> int:

@@ -40,7 +40,9 @@ class RunStats:
 
 
 class Worker:
-    """One process running `roles`; `once` = one pull pass, drain, exit."""
+    """One process running `roles`; `once` = one pull pass, drain, exit;
+    `from_scratch` = that first pass of every pull connector ignores its stored cursor
+    (`backfill --from-scratch`, see `ingest.runtime.pull`)."""
 
     def __init__(
         self,
@@ -51,6 +53,7 @@ class Worker:
         http: bool | None = None,
         bus: Bus | None = None,
         observer: BatchObserver | None = None,
+        from_scratch: bool = False,
     ) -> None:
         """`observer` sees every committed batch of the pull connectors (progress)."""
         unknown = [r for r in roles if r not in ROLES]
@@ -77,6 +80,7 @@ class Worker:
         """The operator endpoints' own server when `[http] ops_port` is set."""
         self.stats = RunStats(roles=self.roles)
         self.observer = observer
+        self.from_scratch = from_scratch
         self._stop = asyncio.Event()
 
     @property
@@ -137,7 +141,12 @@ class Worker:
                 pull = [c for c in self.connectors if isinstance(c, PullConnector)]
                 if pull:
                     self.scheduler = PullScheduler(
-                        pull, publisher, cursors, backoff, observer=self.observer
+                        pull,
+                        publisher,
+                        cursors,
+                        backoff,
+                        observer=self.observer,
+                        from_scratch=self.from_scratch,
                     )
                 self.push = [c for c in self.connectors if isinstance(c, PushConnector)]
                 if self.push and not self.serve_http:

@@ -260,17 +260,23 @@ class PrivateRabbit:
         """Ready = an AMQP connection opens (the port opens a moment before the broker
         accepts logins)."""
         import aio_pika
+        from aio_pika.connection import make_url
 
         deadline = time.monotonic() + timeout_secs
         while True:
+            # not aio_pika.connect(): it drops a failed connection unclosed, and its
+            # __del__ then schedules close() wherever the garbage collector runs ("coroutine
+            # 'Connection.close' was never awaited" in a thread without a loop)
+            connection = aio_pika.Connection(make_url(self.url))
             try:
-                connection = await aio_pika.connect(self.url, timeout=3)
-                await connection.close()
+                await connection.connect(timeout=3)
                 return
             except Exception as exc:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"rabbitmq did not start: {exc!r}") from exc
-                await asyncio.sleep(0.3)
+            finally:
+                await connection.close()
+            await asyncio.sleep(0.3)
 
     def _pid(self) -> int | None:
         """The node's VM pid, only while that process is really our node (a stale pid

@@ -2,8 +2,10 @@
 process, embedded (in-memory bus, SQLite), against a throwaway Dovecot and against the
 local fakes of the app stores. Every item read is stored exactly once, a second run
 reads nothing (the cursor), and `--since` bounds what is read (IMAP SEARCH SINCE; the
-review stores stop paging at older reviews). Also: an embedded pass stopped by Ctrl-C
-still stores everything whose cursor it committed."""
+review stores stop paging at older reviews). `--from-scratch` reads everything again
+without a second record of anything, and once interrupted it is resumed by a plain run.
+Also: an embedded pass stopped by Ctrl-C still stores everything whose cursor it
+committed."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import pytest
 from ingest.abc import Batch, PullConnector
 from ingest.backfill import EMBEDDED_ROLES, Progress, backfill_settings
 from ingest.runtime.supervisor import Worker
-from ingest.settings import settings_from_dict
+from ingest.settings import Settings, settings_from_dict
 from tests.app_reviews_fakes import PACKAGE, FakeStores, Keys, google_item, running
 from tests.dovecot import Dovecot, fixture_mails
 from tests.integration.test_imap import require_dovecot, table
@@ -59,6 +61,30 @@ async def backfill(config: Path, *args: str) -> tuple[tuple[int, ...], str]:
     found = SUMMARY.search(out.decode())
     assert found, out.decode()
     return tuple(int(n) for n in found.groups()), err.decode()
+
+
+async def interrupted_from_scratch(settings: Settings, name: str) -> int:
+    """`backfill NAME --from-scratch` stopped by a Ctrl-C right after its first batch
+    was committed; what that batch held."""
+    progress = Progress(io.StringIO(), tty=False)
+    worker: Worker | None = None
+
+    def stop_after_commit(connector: PullConnector, batch: Batch) -> None:
+        progress(connector, batch)
+        assert worker is not None
+        worker.request_stop()  # what the SIGINT handler does
+
+    worker = Worker(
+        backfill_settings(settings, name, from_scratch=True),
+        EMBEDDED_ROLES,
+        once=True,
+        http=False,
+        observer=stop_after_commit,
+        from_scratch=True,
+    )
+    await worker.run()
+    assert worker.stop_requested
+    return progress.counts[name].fetched
 
 
 @pytest.fixture
@@ -140,6 +166,92 @@ async def test_backfill_cli_reads_google_play_down_to_since_and_stops_paging(
         assert counts == (0, 0, 0, 0)
     natives, ingested, changed = sqlite_store_rows(tmp_path / "s")
     assert sorted(natives) == wanted and ingested == len(wanted) and changed == 0
+
+
+async def test_backfill_from_scratch_rereads_every_mail_and_is_resumed_by_a_plain_run(
+    dovecot: Dovecot, tmp_path: Path
+) -> None:
+    """120 mails, 40 per batch. A second plain run reads nothing; `--from-scratch` reads
+    all 120 again and the store still holds one record per customer mail, none of them
+    written twice (no new `ingested` audit row, no version 2). Then a from-scratch pass
+    stopped after its first batch: its cursor replaced the stored one, so a plain run
+    reads exactly the 80 mails it had not reached, and the next one nothing."""
+    mails = fixture_mails(120, prefix="again")
+    now = time.time()
+    dovecot.deliver([(raw, now - 3600 + i) for i, (raw, _) in enumerate(mails)])
+    customer = sorted(f"again-{i:06d}@bench.example" for i, (_, c) in enumerate(mails) if c)
+    options = {**table(dovecot, batch_size=40), "type": "imap"}
+    options.pop("poll_interval_secs")
+    config = write_config(tmp_path / "a.toml", tmp_path / "a", "kefu", options)
+    everything = (120, len(customer), 120 - len(customer), 0)
+
+    assert (await backfill(config, "kefu"))[0] == everything
+    assert (await backfill(config, "kefu"))[0] == (0, 0, 0, 0)
+    assert (await backfill(config, "kefu", "--from-scratch"))[0] == everything
+    natives, ingested, changed = sqlite_store_rows(tmp_path / "a")
+    assert sorted(natives) == customer and ingested == len(customer) and changed == 0
+
+    settings = settings_from_dict(
+        {
+            "runtime": {"state_dir": str(tmp_path / "a")},
+            "classify": {"workers": 1},
+            "log": {"level": "warning"},
+            "connectors": {"kefu": options},
+        }
+    )
+    assert await interrupted_from_scratch(settings, "kefu") == 40
+    counts, _ = await backfill(config, "kefu")
+    assert counts[0] == 80
+    assert (await backfill(config, "kefu"))[0] == (0, 0, 0, 0)
+    natives, ingested, changed = sqlite_store_rows(tmp_path / "a")
+    assert sorted(natives) == customer and ingested == len(customer) and changed == 0
+
+
+async def test_backfill_from_scratch_rereads_google_play_and_resumes_from_an_older_watermark(
+    tmp_path: Path,
+) -> None:
+    """60 reviews six hours apart, 20 per page and per batch. The watermark makes a second
+    plain run read nothing; `--from-scratch` reads all 60 again (back to `backfill_days`)
+    and nothing is stored twice. A from-scratch pass stopped after its first batch leaves
+    the watermark at the 20th oldest review, so a plain run reads the 40 newer ones."""
+    fake = FakeStores(Keys.make())
+    newest = datetime.now(UTC) - timedelta(hours=1)
+    fake.google = [
+        google_item(f"gp:again-{i:04d}", newest - timedelta(hours=6 * i), i) for i in range(60)
+    ]
+    wanted = sorted(f"gp:again-{i:04d}" for i in range(60))
+    async with running(fake):
+        key = tmp_path / "service-account.json"
+        key.write_text(fake.keys.service_account_json(f"{fake.base}/token"), encoding="utf-8")
+        options = {
+            "type": "google_play",
+            "package_name": PACKAGE,
+            "service_account_file": str(key),
+            "api_base": fake.base,
+            "page_size": 20,
+            "batch_size": 20,
+            "backfill_days": 30,
+        }
+        config = write_config(tmp_path / "c.toml", tmp_path / "s", "play", options)
+        assert (await backfill(config, "play"))[0] == (60, 60, 0, 0)
+        assert (await backfill(config, "play"))[0] == (0, 0, 0, 0)
+        assert (await backfill(config, "play", "--from-scratch"))[0] == (60, 60, 0, 0)
+        natives, ingested, changed = sqlite_store_rows(tmp_path / "s")
+        assert sorted(natives) == wanted and ingested == 60 and changed == 0
+
+        settings = settings_from_dict(
+            {
+                "runtime": {"state_dir": str(tmp_path / "s")},
+                "classify": {"workers": 1},
+                "log": {"level": "warning"},
+                "connectors": {"play": options},
+            }
+        )
+        assert await interrupted_from_scratch(settings, "play") == 20
+        assert (await backfill(config, "play"))[0] == (40, 40, 0, 0)
+        assert (await backfill(config, "play"))[0] == (0, 0, 0, 0)
+    natives, ingested, changed = sqlite_store_rows(tmp_path / "s")
+    assert sorted(natives) == wanted and ingested == 60 and changed == 0
 
 
 async def test_an_embedded_backfill_stopped_by_ctrl_c_still_stores_what_it_committed(

@@ -7,8 +7,11 @@ contract queues purged around each test), so embedded mode cannot drift from pro
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import logging
 import shutil
+import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
@@ -383,6 +386,54 @@ async def test_closing_the_bus_ends_every_consume_iteration(bus: Bus) -> None:
 async def test_amqp_unreachable_broker_is_a_transient_error() -> None:
     with pytest.raises(TransientError):
         await AmqpBus("amqp://guest:guest@127.0.0.1:1/", timeout_secs=5).start()
+
+
+def _open_connections_to(port: int) -> list[aio_pika.RobustConnection]:
+    return [
+        o
+        for o in gc.get_objects()
+        if isinstance(o, aio_pika.RobustConnection) and o.url.port == port and not o.is_closed
+    ]
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+async def test_a_refused_connect_leaves_no_connection_for_the_garbage_collector(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failed start closes the connection it made. Left open, aio-pika's `__del__`
+    schedules `close()` wherever the collector runs; in a worker thread (to_thread, the
+    SQLite threads) there is no loop: "coroutine 'RobustConnection.close' was never
+    awaited"."""
+    # aiormq logs the error with the exception; a captured record would keep the attempt,
+    # and its connection, alive past the collection below
+    caplog.set_level(logging.CRITICAL, logger="aiormq")
+    try:  # not pytest.raises: its ExceptionInfo would keep the attempt alive too
+        await AmqpBus("amqp://guest:guest@127.0.0.1:1/", timeout_secs=5).start()
+        pytest.fail("started against a closed port")
+    except TransientError as exc:
+        assert "connect failed" in str(exc)
+    await asyncio.sleep(0.05)  # aio-pika's connection task ends
+    await asyncio.to_thread(gc.collect)  # a collection in a thread with no event loop
+    assert _open_connections_to(1) == []
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+async def test_a_connect_timeout_leaves_no_reconnect_loop_behind() -> None:
+    """A broker that accepts TCP but never answers: `start()` gives up after its timeout
+    and nothing of the attempt keeps running. aio-pika's reconnect task, left behind, would
+    dial again every 5 s for ever and ignore the cancellation at exit (`asyncio.run`
+    would never return)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nobody speaks AMQP
+        port = silent.getsockname()[1]
+        with pytest.raises(TransientError, match="connect failed"):
+            await AmqpBus(f"amqp://guest:guest@127.0.0.1:{port}/", timeout_secs=0.3).start()
+        await asyncio.sleep(0.05)
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert left == []
+        assert _open_connections_to(port) == []
+    await asyncio.to_thread(gc.collect)
 
 
 @pytest.mark.integration
