@@ -4,10 +4,10 @@ with two small learned models beside them (`processors/ngram_model.py`).
 
 Rules first because the desk and auditors must be able to check every decision: each
 one leaves a reason naming the rule and the words. The models only fill gaps the
-rules leave: the level model may raise a complaint in which the rules found no
-failure or defect word (never lower one), the category model names the category
-where no category word occurs; their reasons name the character sequences behind
-them.
+rules leave: the level model may raise a complaint or a question in which the rules
+found no failure or defect word (never lower one), the category model names the
+category where no category word occurs; their reasons name the character sequences
+behind them.
 Reason signals (bounded, usable as metric labels):
 
     trigger         a trigger family fired: level, family, words
@@ -27,9 +27,10 @@ Options (`[classify.options.urgency]`):
     rules_mode  "extend" (default: laid over the built-in rules) or "replace"
     model       "builtin" (default: processors/rules/urgency_model.json), "off", or the
                 path of a model file written by bench/train_urgency_model.py. The model
-                only ever raises the rules' level, only for complaints in which the rules
-                found no failure or defect word (nor a negated one), and only when it
-                gives its level at least `model_min_probability` (default 0.6)
+                only ever raises the rules' level, only for complaints and questions (not
+                praise or suggestions) in which the rules found no failure or defect
+                word (nor a negated one), and only when it gives its level at least
+                `model_min_probability` (default 0.6)
     category_model  the same for the category (processors/rules/category_model.json):
                 it decides only where no category word is found (instead of the default)
 """
@@ -295,13 +296,15 @@ class Urgency:
     ) -> tuple[int, bool]:
         """Raise `rank` to the learned model's level when that is higher and the model
         is sure enough; the reason names the n-grams that pushed towards it. Never lower;
-        complaints only (a question is not raised by words that complaints share); and
-        only where the rules found no failure or defect word (`topic` general): where a
+        complaints and questions only (a question can put money at stake: 转账20万一天了
+        怎么还不到账？; praise and suggestions are not raised); and only where the rules
+        found no failure or defect word (`topic` general): where a
         rule named one, its level stands, so a single broken feature or a forced update
         stays important as domain.md says, even though the model learned that "用不了"
         and "打不开" usually mean the whole app is down. Nor where the rules found such a
         word negated (不是冻结, 没有被盗刷): the model sees the characters, not the "not"."""
-        if self.model is None or kind != "complaint" or topic != "general" or negated:
+        raisable = kind in ("complaint", "consultation")
+        if self.model is None or not raisable or topic != "general" or negated:
             return rank, False
         prediction = self.model.predict(text)
         level = prediction.label

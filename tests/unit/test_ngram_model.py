@@ -1,5 +1,6 @@
 """The learned n-gram models of the urgency step: loading, prediction, and how the step
-may use them (raise only, complaints only, when sure; the category only without words)."""
+may use them (raise only, complaints and questions only, when sure; the category only
+without words)."""
 
 from __future__ import annotations
 
@@ -105,13 +106,18 @@ def test_the_model_raises_a_complaint_and_says_why(tmp_path: Path) -> None:
     assert step(model="off")(record("投诉：嘟嘟嘟嘟")).urgency == "general"
 
 
-def test_the_model_never_lowers_and_leaves_questions_and_unsure_cases(tmp_path: Path) -> None:
+def test_the_model_never_lowers_raises_questions_but_not_praise_nor_unsure_cases(
+    tmp_path: Path,
+) -> None:
     path = write(tmp_path, "m.json", document({"嘟嘟": [12.0, 0.0, 0.0], "盗刷": [0, 0, 20.0]}))
     assert step(model=path)(record("信用卡被盗刷了")).urgency == "urgent"  # rules: funds at risk
-    question = step(model=path)(record("请问嘟嘟嘟嘟是什么？", "neutral"))
+    question = step(model=path)(record("请问嘟嘟嘟嘟怎么还不到？", "neutral"))
     assert question.kind == "consultation"
-    assert question.urgency == "general"
-    unsure = write(tmp_path, "u.json", document({"嘟嘟": [3.0, 0.0, 0.0]}))  # p ≈ 0.5 < 0.8
+    assert question.urgency == "urgent"  # a question can put money at stake
+    praise = step(model=path)(record("嘟嘟嘟嘟很好用，感谢", "positive"))
+    assert praise.kind == "praise"
+    assert praise.urgency == "general"
+    unsure = write(tmp_path, "u.json", document({"嘟嘟": [3.0, 0.0, 0.0]}))  # p ≈ 0.5 < 0.6
     assert step(model=unsure)(record("投诉：嘟嘟嘟嘟")).urgency == "general"
     assert step(model=unsure, model_min_probability=0.4)(record("投诉：嘟嘟")).urgency == "urgent"
     with pytest.raises(ConfigError, match="model_min_probability"):
