@@ -26,8 +26,9 @@ round 7 and 0.036 / 0.056 on round 3, and lost 0.021 macro-F1 on the small round
 folds (recall unchanged); raising questions too gained 0.007 / 0.005 on round 7,
 0.003 / 0.004 on round 5 and 0 / 0.017 on round 6, and lost 0.004 / 0 on round 1.
 The third stays: trained on thousands of short "用不了" / "打不开" reviews of a whole
-app that was down, the model would otherwise make every single broken feature urgent. Letting it raise over such words too scored 0.005
-macro-F1 and 0.01–0.015 urgent recall more on the hold-outs, against domain.md. The
+app that was down, the model would otherwise make every single broken feature urgent.
+Letting it raise over such words too scored 0.005 macro-F1 and 0.01–0.015 urgent
+recall more on the hold-outs, against domain.md. The
 category model decides only where no category word is found: alone it scores higher
 on these app reviews (0.80 on round 1), but it learned that almost everything is
 "product" and would outvote 理赔 / 审核 on an insurer's text.
