@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
@@ -73,6 +74,16 @@ async def wait_until(
 
 def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "ingest.cli", *args]
+
+
+def run_cli(
+    *args: str, stdin: bytes = b"", timeout: float = 120
+) -> subprocess.CompletedProcess[bytes]:
+    """`feedback-ingest ARGS` in its own process (a command may configure logging for
+    the whole process), its output captured."""
+    return subprocess.run(
+        cli_command(*args), input=stdin, capture_output=True, timeout=timeout, check=False
+    )
 
 
 def sqlite_store_rows(state_dir: Path) -> tuple[list[str], int, int]:

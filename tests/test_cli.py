@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import orjson
 
-from tests.pipeline_helpers import SAMPLES, cli_command
+from tests.pipeline_helpers import SAMPLES, run_cli
 
 LEVEL_ORDER = {"urgent": 0, "important": 1, "general": 2}
-
-
-def run_cli(
-    *args: str, stdin: bytes = b"", timeout: float = 120
-) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        cli_command(*args), input=stdin, capture_output=True, timeout=timeout, check=False
-    )
 
 
 def test_demo_prints_urgent_then_important_then_general(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from ingest.abc import Batch, PullConnector
-from ingest.backfill import EMBEDDED_ROLES, Progress, backfill_settings
+from ingest.backfill import EMBEDDED_ROLES, Counts, Progress, backfill_settings
 from ingest.runtime.supervisor import Worker
 from ingest.settings import Settings, settings_from_dict
 from tests.app_reviews_fakes import PACKAGE, FakeStores, Keys, google_item, running
@@ -63,9 +63,25 @@ async def backfill(config: Path, *args: str) -> tuple[tuple[int, ...], str]:
     return tuple(int(n) for n in found.groups()), err.decode()
 
 
-async def interrupted_from_scratch(settings: Settings, name: str) -> int:
-    """`backfill NAME --from-scratch` stopped by a Ctrl-C right after its first batch
-    was committed; what that batch held."""
+def embedded_settings(
+    state: Path, connector: str, options: dict[str, Any], **runtime: Any
+) -> Settings:
+    """Embedded settings with one connector (for a Worker run in this process)."""
+    return settings_from_dict(
+        {
+            "runtime": {"state_dir": str(state), **runtime},
+            "classify": {"workers": 1},
+            "log": {"level": "warning"},
+            "connectors": {connector: options},
+        }
+    )
+
+
+async def stopped_after_first_batch(
+    settings: Settings, name: str, *, from_scratch: bool = False
+) -> Counts:
+    """An embedded `backfill NAME` stopped by a Ctrl-C right after its first batch was
+    committed; what that batch held."""
     progress = Progress(io.StringIO(), tty=False)
     worker: Worker | None = None
 
@@ -75,16 +91,16 @@ async def interrupted_from_scratch(settings: Settings, name: str) -> int:
         worker.request_stop()  # what the SIGINT handler does
 
     worker = Worker(
-        backfill_settings(settings, name, from_scratch=True),
+        backfill_settings(settings, name, from_scratch=from_scratch),
         EMBEDDED_ROLES,
         once=True,
         http=False,
         observer=stop_after_commit,
-        from_scratch=True,
+        from_scratch=from_scratch,
     )
     await worker.run()
     assert worker.stop_requested
-    return progress.counts[name].fetched
+    return progress.counts[name]
 
 
 @pytest.fixture
@@ -191,15 +207,8 @@ async def test_backfill_from_scratch_rereads_every_mail_and_is_resumed_by_a_plai
     natives, ingested, changed = sqlite_store_rows(tmp_path / "a")
     assert sorted(natives) == customer and ingested == len(customer) and changed == 0
 
-    settings = settings_from_dict(
-        {
-            "runtime": {"state_dir": str(tmp_path / "a")},
-            "classify": {"workers": 1},
-            "log": {"level": "warning"},
-            "connectors": {"kefu": options},
-        }
-    )
-    assert await interrupted_from_scratch(settings, "kefu") == 40
+    settings = embedded_settings(tmp_path / "a", "kefu", options)
+    assert (await stopped_after_first_batch(settings, "kefu", from_scratch=True)).fetched == 40
     counts, _ = await backfill(config, "kefu")
     assert counts[0] == 80
     assert (await backfill(config, "kefu"))[0] == (0, 0, 0, 0)
@@ -239,15 +248,9 @@ async def test_backfill_from_scratch_rereads_google_play_and_resumes_from_an_old
         natives, ingested, changed = sqlite_store_rows(tmp_path / "s")
         assert sorted(natives) == wanted and ingested == 60 and changed == 0
 
-        settings = settings_from_dict(
-            {
-                "runtime": {"state_dir": str(tmp_path / "s")},
-                "classify": {"workers": 1},
-                "log": {"level": "warning"},
-                "connectors": {"play": options},
-            }
-        )
-        assert await interrupted_from_scratch(settings, "play") == 20
+        settings = embedded_settings(tmp_path / "s", "play", options)
+        first = await stopped_after_first_batch(settings, "play", from_scratch=True)
+        assert first.fetched == 20
         assert (await backfill(config, "play"))[0] == (40, 40, 0, 0)
         assert (await backfill(config, "play"))[0] == (0, 0, 0, 0)
     natives, ingested, changed = sqlite_store_rows(tmp_path / "s")
@@ -264,31 +267,9 @@ async def test_an_embedded_backfill_stopped_by_ctrl_c_still_stores_what_it_commi
     mails = fixture_mails(200, prefix="stop")
     now = time.time()
     dovecot.deliver([(raw, now - 600 + i) for i, (raw, _) in enumerate(mails)])
-    settings = settings_from_dict(
-        {
-            "runtime": {"state_dir": str(tmp_path / "state"), "drain_timeout_secs": 60},
-            "classify": {"workers": 1},
-            "log": {"level": "warning"},
-            "connectors": {"kefu": {"type": "imap", **table(dovecot, batch_size=200)}},
-        }
-    )
-    progress = Progress(io.StringIO(), tty=False)
-    worker: Worker | None = None
-
-    def stop_after_commit(connector: PullConnector, batch: Batch) -> None:
-        progress(connector, batch)
-        assert worker is not None
-        worker.request_stop()  # what the SIGINT handler does
-
-    worker = Worker(
-        backfill_settings(settings, "kefu"),
-        EMBEDDED_ROLES,
-        once=True,
-        http=False,
-        observer=stop_after_commit,
-    )
-    await worker.run()
-    published = progress.counts["kefu"].published
-    assert worker.stop_requested and published == sum(c for _, c in mails)
+    options = {"type": "imap", **table(dovecot, batch_size=200)}
+    settings = embedded_settings(tmp_path / "state", "kefu", options, drain_timeout_secs=60)
+    published = (await stopped_after_first_batch(settings, "kefu")).published
+    assert published == sum(c for _, c in mails)
     natives, ingested, _ = sqlite_store_rows(tmp_path / "state")
     assert len(natives) == ingested == published

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from ingest.runtime.publish import Publisher
 from ingest.runtime.pull import PullScheduler
 from ingest.settings import settings_from_dict
 from ingest.testing import MemoryCursors
-from tests.pipeline_helpers import cli_command
+from tests.pipeline_helpers import run_cli
 
 CONNECTORS: dict[str, dict[str, Any]] = {
     "kefu": {"type": "imap", "host": "imap.example", "username": "u", "password": "p"},
@@ -99,13 +98,7 @@ def test_the_cli_takes_from_scratch_and_says_why_it_refuses(tmp_path: Path) -> N
         encoding="utf-8",
     )
     config.chmod(0o600)
-    # its own process: the command configures logging for the whole process
-    done = subprocess.run(
-        cli_command("backfill", "forms", "--from-scratch", "--config", str(config)),
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli("backfill", "forms", "--from-scratch", "--config", str(config), timeout=60)
     assert done.returncode == 2
     assert b"configuration error: --from-scratch: file_drop connectors keep no cursor" in (
         done.stderr
