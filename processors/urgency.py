@@ -5,7 +5,7 @@ with two small learned models beside them (`processors/ngram_model.py`).
 Rules first because the desk and auditors must be able to check every decision: each
 one leaves a reason naming the rule and the words. The models only fill gaps the
 rules leave: the level model may raise a complaint or a question in which the rules
-found no failure or defect word (never lower one), the category model names the
+found no failure word (never lower one), the category model names the
 category where no category word occurs; their reasons name the character sequences
 behind them.
 Reason signals (bounded, usable as metric labels):
@@ -28,9 +28,14 @@ Options (`[classify.options.urgency]`):
     model       "builtin" (default: processors/rules/urgency_model.json), "off", or the
                 path of a model file written by bench/train_urgency_model.py. The model
                 only ever raises the rules' level, only for complaints and questions (not
-                praise or suggestions) in which the rules found no failure or defect
-                word (nor a negated one), and only when it gives its level at least
-                `model_min_probability` (default 0.6)
+                praise or suggestions) in which the rules found no negated keyword, and
+                only when sure enough:
+    model_urgent_probability     (default 0.5) to raise to urgent where the rules found
+                no failure or defect word
+    model_important_probability  (default 0.6) to raise to important, likewise
+    model_over_defect_probability  (default 0.8) to raise to urgent where the rules
+                named a defect of one feature (an important trigger word): only a
+                model this sure that the whole service is down overrides the word
     category_model  the same for the category (processors/rules/category_model.json):
                 it decides only where no category word is found (instead of the default)
 """
@@ -109,7 +114,9 @@ class UrgencyOptions:
     rules_mode: Literal["extend", "replace"] = "extend"
     model: str = "builtin"
     category_model: str = "builtin"
-    model_min_probability: float = 0.6
+    model_urgent_probability: float = 0.5
+    model_important_probability: float = 0.6
+    model_over_defect_probability: float = 0.8
 
 
 def _words(words: tuple[str, ...]) -> str:
@@ -138,8 +145,13 @@ class Urgency:
         self.category_model = load_model(
             "category", self.options.category_model, f"{OPTIONS_KEY}.category_model"
         )
-        if not 0.0 <= self.options.model_min_probability <= 1.0:
-            raise ConfigError(f"{OPTIONS_KEY}.model_min_probability", "must be within 0 and 1")
+        for option in (
+            "model_urgent_probability",
+            "model_important_probability",
+            "model_over_defect_probability",
+        ):
+            if not 0.0 <= getattr(self.options, option) <= 1.0:
+                raise ConfigError(f"{OPTIONS_KEY}.{option}", "must be within 0 and 1")
         categories = {*self.rules.categories.groups, self.rules.default_category}
         self.model = self._fitting(self.model, set(URGENCY_RANK), "model")
         self.category_model = self._fitting(self.category_model, categories, "category_model")
@@ -297,24 +309,40 @@ class Urgency:
         """Raise `rank` to the learned model's level when that is higher and the model
         is sure enough; the reason names the n-grams that pushed towards it. Never lower;
         complaints and questions only (a question can put money at stake: 转账20万一天了
-        怎么还不到账？; praise and suggestions are not raised); and only where the rules
-        found no failure or defect word (`topic` general): where a
-        rule named one, its level stands, so a single broken feature or a forced update
-        stays important as domain.md says, even though the model learned that "用不了"
-        and "打不开" usually mean the whole app is down. Nor where the rules found such a
-        word negated (不是冻结, 没有被盗刷): the model sees the characters, not the "not"."""
+        怎么还不到账？; praise and suggestions are not raised); not where the rules found a
+        keyword negated (不是冻结, 没有被盗刷): the model sees the characters, not the "not".
+        Where the rules named a defect of one feature (`topic` important) the bar is
+        higher and only urgent is reachable: trained on thousands of short "用不了" /
+        "打不开" reviews of a whole app that was down, the model would otherwise make every
+        broken feature urgent, while domain.md keeps a single defect important."""
         raisable = kind in ("complaint", "consultation")
-        if self.model is None or not raisable or topic != "general" or negated:
+        if self.model is None or not raisable or negated or topic == "urgent":
             return rank, False
-        prediction = self.model.predict(text)
-        level = prediction.label
-        sure = prediction.probabilities[level] >= self.options.model_min_probability
-        if not sure or URGENCY_RANK[level] >= rank:
+        options = self.options
+        bars = (
+            {
+                "urgent": options.model_urgent_probability,
+                "important": options.model_important_probability,
+            }
+            if topic == "general"
+            else {"urgent": options.model_over_defect_probability}
+        )
+        probabilities = self.model.predict(text).probabilities
+        level = next(
+            (
+                name
+                for name, bar in bars.items()
+                if URGENCY_RANK[name] < rank and probabilities.get(name, 0.0) >= bar
+            ),
+            None,
+        )
+        if level is None:
             return rank, False
         pushes = self.model.because(text, level)
+        over = f", over the {topic} rule words (p ≥ {bars[level]:g})" if topic != "general" else ""
         detail = (
-            f"learned n-gram model: {level} p={prediction.probabilities[level]:.2f} "
-            f"({pushes or 'no single sequence'}): {URGENCY_LEVELS[rank]} → {level}"
+            f"learned n-gram model: {level} p={probabilities[level]:.2f} "
+            f"({pushes or 'no single sequence'}): {URGENCY_LEVELS[rank]} → {level}{over}"
         )
         reasons.append(Reason("model", detail, 0.7))
         return URGENCY_RANK[level], True

@@ -117,11 +117,30 @@ def test_the_model_never_lowers_raises_questions_but_not_praise_nor_unsure_cases
     praise = step(model=path)(record("嘟嘟嘟嘟很好用，感谢", "positive"))
     assert praise.kind == "praise"
     assert praise.urgency == "general"
-    unsure = write(tmp_path, "u.json", document({"嘟嘟": [3.0, 0.0, 0.0]}))  # p ≈ 0.5 < 0.6
+    unsure = write(tmp_path, "u.json", document({"嘟嘟": [3.0, 0.0, 0.0]}))  # p ≈ 0.49 < 0.5
     assert step(model=unsure)(record("投诉：嘟嘟嘟嘟")).urgency == "general"
-    assert step(model=unsure, model_min_probability=0.4)(record("投诉：嘟嘟")).urgency == "urgent"
-    with pytest.raises(ConfigError, match="model_min_probability"):
-        step(model_min_probability=1.5)
+    lower_bar = step(model=unsure, model_urgent_probability=0.4)
+    assert lower_bar(record("投诉：嘟嘟")).urgency == "urgent"
+    for option in ("model_urgent_probability", "model_over_defect_probability"):
+        with pytest.raises(ConfigError, match=option):
+            step(**{option: 1.5})
+
+
+def test_over_a_defect_word_only_a_sure_model_raises_and_only_to_urgent(tmp_path: Path) -> None:
+    """无法绑卡 is one broken feature (important): the model may call it urgent only
+    when at least `model_over_defect_probability` sure, and never lowers it."""
+    text = "无法绑卡，嘟嘟嘟嘟"
+    assert step(model="off")(record(text)).urgency == "important"
+    sure = write(tmp_path, "s.json", document({"嘟嘟": [12.0, 0.0, 0.0]}))
+    raised = step(model=sure)(record(text))
+    assert raised.urgency == "urgent"
+    why = next(r.detail for r in raised.reasons if r.signal == "model")
+    assert "important → urgent, over the important rule words (p ≥ 0.8)" in why
+    fairly = write(tmp_path, "f.json", document({"嘟嘟": [3.5, 0.0, 0.0]}))  # p ≈ 0.61
+    assert step(model=fairly)(record("投诉：嘟嘟嘟嘟")).urgency == "urgent"  # no rule word
+    assert step(model=fairly)(record(text)).urgency == "important"  # below 0.8
+    general = write(tmp_path, "g.json", document({"嘟嘟": [0.0, 0.0, 12.0]}))
+    assert step(model=general)(record(text)).urgency == "important"  # never lowered
 
 
 def test_the_category_model_decides_only_without_category_words(tmp_path: Path) -> None:
