@@ -59,8 +59,9 @@ SPLIT_FILES = {
     # the stratified dev half of the first labelled set, plus more real reviews that
     # are dev only (bench/data/README.md: no overlap with the test split, checked in tests):
     # round 2 (eval_dev_more), round 3 (eval_dev_round3), round 5 (eval_dev_round5) and
-    # round 6 (eval_dev_round6: customer-service questions, another source) and round 7
-    # (eval_dev_round7: App Store reviews from ranges no earlier round read)
+    # round 6 (eval_dev_round6: customer-service questions, another source), round 7
+    # (eval_dev_round7: App Store reviews from ranges no earlier round read) and round 8
+    # (eval_dev_round8: three more such ranges)
     "dev": (
         "eval_dev.jsonl",
         "eval_dev_more.jsonl",
@@ -68,6 +69,7 @@ SPLIT_FILES = {
         "eval_dev_round5.jsonl",
         "eval_dev_round6.jsonl",
         "eval_dev_round7.jsonl",
+        "eval_dev_round8.jsonl",
     ),
     "test": ("eval_test.jsonl",),
 }

@@ -9,8 +9,8 @@ fixed seed and cut in half (the odd item goes to test), so every urgency/kind
 combination is represented in both splits. Rules are tuned on dev only.
 
 `eval_dev_more.jsonl`, `eval_dev_round3.jsonl`, `eval_dev_round5.jsonl`,
-`eval_dev_round6.jsonl` and `eval_dev_round7.jsonl` (more real feedback, labelled later:
-rounds 2, 3, 5, 6 and 7) are
+`eval_dev_round6.jsonl`, `eval_dev_round7.jsonl` and `eval_dev_round8.jsonl` (more real
+feedback, labelled later: rounds 2, 3, 5, 6, 7 and 8) are
 dev only and never re-split: moving their items into test would change the reported
 test split. The check below also fails if one of their ids or texts appears in dev or
 test, or in an earlier extra file.
@@ -35,6 +35,7 @@ DEV_ONLY = tuple(
         "eval_dev_round5.jsonl",
         "eval_dev_round6.jsonl",
         "eval_dev_round7.jsonl",
+        "eval_dev_round8.jsonl",
     )
 )
 """Dev-only extras, in the order they were labelled; never re-split."""
