@@ -8,10 +8,9 @@ The union of both files is the labelled set. Items are grouped by stratum
 fixed seed and cut in half (the odd item goes to test), so every urgency/kind
 combination is represented in both splits. Rules are tuned on dev only.
 
-`eval_dev_more.jsonl`, `eval_dev_round3.jsonl`, `eval_dev_round5.jsonl`,
-`eval_dev_round6.jsonl`, `eval_dev_round7.jsonl` and `eval_dev_round8.jsonl` (more real
-feedback, labelled later: rounds 2, 3, 5, 6, 7 and 8) are
-dev only and never re-split: moving their items into test would change the reported
+The other dev files (`eval_classify.SPLIT_FILES["dev"]` after `eval_dev.jsonl`: more
+real feedback, labelled later, rounds 2, 3, 5, 6, 7 and 8) are dev only and never
+re-split: moving their items into test would change the reported
 test split. The check below also fails if one of their ids or texts appears in dev or
 test, or in an earlier extra file.
 """
@@ -27,17 +26,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DEV, TEST = HERE / "eval_dev.jsonl", HERE / "eval_test.jsonl"
-DEV_ONLY = tuple(
-    HERE / name
-    for name in (
-        "eval_dev_more.jsonl",
-        "eval_dev_round3.jsonl",
-        "eval_dev_round5.jsonl",
-        "eval_dev_round6.jsonl",
-        "eval_dev_round7.jsonl",
-        "eval_dev_round8.jsonl",
-    )
-)
+sys.path.insert(0, str(HERE.parent))
+from eval_classify import SPLIT_FILES  # noqa: E402 - one list of the dev files
+
+DEV_ONLY = tuple(HERE / name for name in SPLIT_FILES["dev"] if HERE / name != DEV)
 """Dev-only extras, in the order they were labelled; never re-split."""
 SEED = 20261124
 

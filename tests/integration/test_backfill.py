@@ -49,6 +49,21 @@ def write_config(path: Path, state: Path, connector: str, fields: dict[str, Any]
     return path
 
 
+def play_options(fake: FakeStores, folder: Path, **extra: Any) -> dict[str, Any]:
+    """A `google_play` connector against the fake, 20 reviews a page, its service-account
+    key in a file under `folder` as deployed."""
+    key = folder / "service-account.json"
+    key.write_text(fake.keys.service_account_json(f"{fake.base}/token"), encoding="utf-8")
+    return {
+        "type": "google_play",
+        "package_name": PACKAGE,
+        "service_account_file": str(key),
+        "api_base": fake.base,
+        "page_size": 20,
+        **extra,
+    }
+
+
 async def backfill(config: Path, *args: str) -> tuple[tuple[int, ...], str]:
     """Runs the CLI; (fetched, published, skipped, dead-lettered) and its stderr."""
     process = await asyncio.create_subprocess_exec(
@@ -162,16 +177,7 @@ async def test_backfill_cli_reads_google_play_down_to_since_and_stops_paging(
     floor = datetime(since.year, since.month, since.day, tzinfo=UTC)
     wanted = sorted(f"gp:cli-{i:04d}" for i, at in enumerate(times) if at >= floor)
     async with running(fake):
-        key = tmp_path / "service-account.json"
-        key.write_text(fake.keys.service_account_json(f"{fake.base}/token"), encoding="utf-8")
-        options = {
-            "type": "google_play",
-            "package_name": PACKAGE,
-            "service_account_file": str(key),
-            "api_base": fake.base,
-            "page_size": 20,
-            "backfill_days": 7,
-        }
+        options = play_options(fake, tmp_path, backfill_days=7)
         config = write_config(tmp_path / "c.toml", tmp_path / "s", "play", options)
         counts, _ = await backfill(config, "play", "--since", since.isoformat())
         pages = [p for _, p in fake.requests if "/reviews" in p]
@@ -230,17 +236,7 @@ async def test_backfill_from_scratch_rereads_google_play_and_resumes_from_an_old
     ]
     wanted = sorted(f"gp:again-{i:04d}" for i in range(60))
     async with running(fake):
-        key = tmp_path / "service-account.json"
-        key.write_text(fake.keys.service_account_json(f"{fake.base}/token"), encoding="utf-8")
-        options = {
-            "type": "google_play",
-            "package_name": PACKAGE,
-            "service_account_file": str(key),
-            "api_base": fake.base,
-            "page_size": 20,
-            "batch_size": 20,
-            "backfill_days": 30,
-        }
+        options = play_options(fake, tmp_path, batch_size=20, backfill_days=30)
         config = write_config(tmp_path / "c.toml", tmp_path / "s", "play", options)
         assert (await backfill(config, "play"))[0] == (60, 60, 0, 0)
         assert (await backfill(config, "play"))[0] == (0, 0, 0, 0)

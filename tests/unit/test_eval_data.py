@@ -29,15 +29,19 @@ TEST_SPLIT_SHA256 = "5dff652586f16412494ffd2f7e3c8a9a4ef27184c246d688d4f8b49ec11
 """eval_test.jsonl as reported: growing dev or re-labelling must never touch it."""
 
 
-EXTRA_DEV = (
-    "eval_dev_more.jsonl",
-    "eval_dev_round3.jsonl",
-    "eval_dev_round5.jsonl",
-    "eval_dev_round6.jsonl",
-    "eval_dev_round7.jsonl",
-    "eval_dev_round8.jsonl",
-)
-"""Dev-only files added after the split (rounds 2, 3, 5, 6, 7 and 8), in the order labelled."""
+def _bench_module(name: str, path: Path) -> Any:
+    """A bench script loaded as a module (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EVAL_CLASSIFY = _bench_module("eval_classify", DATA.parent / "eval_classify.py")
+EXTRA_DEV = tuple(n for n in EVAL_CLASSIFY.SPLIT_FILES["dev"] if n != "eval_dev.jsonl")
+"""Dev-only files added after the split (rounds 2, 3, 5, 6, 7 and 8), in the order labelled:
+the dev files the evaluation reads, one list (`eval_classify.SPLIT_FILES`)."""
 
 
 def _bigrams(text: str) -> set[str]:
@@ -65,10 +69,7 @@ def test_dev_and_test_are_disjoint_and_the_documented_split() -> None:
     ids = [i["id"] for i in dev + test]
     texts = [i["text"] for i in dev + test]
     assert len(set(ids)) == len(ids) and len(set(texts)) == len(texts)
-    spec = importlib.util.spec_from_file_location("split_eval", DATA / "split_eval.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _bench_module("split_eval", DATA / "split_eval.py")
     again_dev, again_test = module.split(dev + test)
     assert [i["id"] for i in again_dev] == [i["id"] for i in dev]
     assert [i["id"] for i in again_test] == [i["id"] for i in test]
@@ -144,10 +145,9 @@ def test_extra_dev_items_are_new_and_never_near_a_test_item(name: str, minimum: 
 
 
 def test_evaluation_dev_split_includes_the_extra_items() -> None:
-    spec = importlib.util.spec_from_file_location("eval_classify", DATA.parent / "eval_classify.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = EVAL_CLASSIFY
+    labelled = sorted(path.name for path in DATA.glob("eval_dev*.jsonl"))
+    assert sorted(module.SPLIT_FILES["dev"]) == labelled  # no labelled round left out
     dev = module.load_split("dev")
     assert len(dev) == len(_read("eval_dev.jsonl")) + sum(len(_read(n)) for n in EXTRA_DEV)
     assert [i["id"] for i in module.load_split("test")] == [
