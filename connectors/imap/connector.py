@@ -236,6 +236,11 @@ class ImapConnector(PullConnector):
             return  # nothing new (cheap check, no SEARCH)
         uids = await session.search_after(last, self.options.since)
         if not uids:
+            # Nothing after `last` matched (`since` can exclude every mail): all below
+            # UIDNEXT was looked at, so the cursor moves there. Left at `last`, a
+            # `backfill --from-scratch --since` that matched nothing would commit UID 0
+            # and the next plain pass would read the whole folder again.
+            last = max(last, opened.uidnext - 1)
             if state.get(folder) != (opened.uidvalidity, last):
                 state[folder] = (opened.uidvalidity, last)
                 yield Batch([], cursor=dump_cursor(state))

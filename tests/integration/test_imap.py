@@ -249,6 +249,27 @@ async def test_since_limits_a_backfill_to_recent_mail(dovecot: Dovecot) -> None:
     await conn.close()
 
 
+async def test_a_since_that_matches_nothing_moves_the_cursor_past_what_was_looked_at(
+    dovecot: Dovecot,
+) -> None:
+    """`backfill --from-scratch --since` over a folder of older mail only: the pass
+    commits a cursor past those mails, not UID 0 (which made the next plain pass read
+    the whole folder again)."""
+    client = admin(dovecot)
+    old = imaplib.Time2Internaldate(time.mktime((2020, 1, 5, 12, 0, 0, 0, 0, -1)))
+    for i in (1, 2):
+        client.append("INBOX", None, old, complaint(i))
+    client.logout()
+    conn = connector(dovecot, since="2024-01-01")
+    (batch,) = await read_all(conn)  # no cursor: as from scratch
+    assert batch.events == [] and load_cursor(batch.cursor)["INBOX"][1] == 2
+    await conn.close()
+
+    plain = connector(dovecot)
+    assert [b.events for b in await read_all(plain, batch.cursor)] == []
+    await plain.close()
+
+
 async def test_an_oversized_mail_is_dead_lettered_and_the_cursor_moves_past_it(
     dovecot: Dovecot,
 ) -> None:
