@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import aiohttp
 import orjson
@@ -59,7 +60,7 @@ class Http:
                 raw = await response.read()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise TransientError(f"{path}: {type(exc).__name__}: {exc}") from None
+            raise TransientError(f"{path}: {_scrubbed(exc, params)}") from None
         if status >= 400:
             raise TransientError(f"{path}: HTTP {status}")
         try:
@@ -73,6 +74,21 @@ class Http:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+_SECRET_PARAMS = ("secret", "corpsecret", "access_token")
+
+
+def _scrubbed(exc: BaseException, params: Mapping[str, str]) -> str:
+    """The error's type and text without the credentials the query carries: Tencent's
+    API takes the secret and the access token in the URL, and aiohttp puts the whole URL
+    into the text of some errors (a bad answer, too many redirects, an invalid URL)."""
+    text = f"{type(exc).__name__}: {exc}"
+    for key in _SECRET_PARAMS:
+        if value := params.get(key):
+            for form in (value, quote(value, safe=""), quote_plus(value)):
+                text = text.replace(form, "***")
+    return text
 
 
 def _credential_error(

@@ -541,6 +541,36 @@ async def test_wecom_check(api: FakeWecomApi) -> None:
     assert KF_SECRET not in repr(good.options)
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: nope\r\n\r\n{}",  # bad proxy
+        b"HTTP/1.1 302 Found\r\nConnection: close\r\nLocation: /cgi-bin/gettoken?again=1\r\n"
+        b"Content-Length: 0\r\n\r\n",
+    ],
+)
+async def test_an_error_from_the_api_never_carries_the_secret_of_its_url(answer: bytes) -> None:
+    """gettoken takes the secret in its query; aiohttp puts the whole URL into the text
+    of a bad-answer or too-many-redirects error, which `check` prints and the pull logs."""
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    connector = wecom(f"http://127.0.0.1:{port}")
+    try:
+        with pytest.raises(TransientError) as info:
+            await connector.check()
+        assert KF_SECRET not in str(info.value) and "***" in str(info.value)
+    finally:
+        await connector.close()
+        server.close()
+
+
 def _publisher(bus: ConfirmControlBus) -> Any:
     from ingest.runtime.publish import Publisher
 
