@@ -18,6 +18,10 @@ NO_SECRET = Secret("")
 """Default of optional secrets (a Secret is an immutable str: safe as a default)."""
 TOKEN_RE = re.compile(r"^[A-Za-z0-9]{3,32}$")
 """What both consoles accept as Token: 3-32 letters or digits."""
+MAX_CALLBACK_BYTES = 64 * 1024
+"""Largest push body read: a real callback is a few KB (a text message holds at most
+2,048 bytes of content), so more is refused (413) before it is read whole, parsed or
+decrypted, without a signature checked yet."""
 NONCE_MEMORY_MAX = 200_000
 """Most (timestamp, nonce) pairs remembered; past it the oldest are forgotten early
 (replay protection weakens, genuine retries still work)."""

@@ -21,7 +21,12 @@ import orjson
 from aiohttp import web
 
 from connectors.wechat.api import Http, WecomApi, check_oa_secret
-from connectors.wechat.config import NONCE_MEMORY_MAX, WechatOptions, WecomOptions
+from connectors.wechat.config import (
+    MAX_CALLBACK_BYTES,
+    NONCE_MEMORY_MAX,
+    WechatOptions,
+    WecomOptions,
+)
 from connectors.wechat.crypto import CryptoError, MessageCrypto, signature_matches
 from connectors.wechat.parse import (
     KfNotice,
@@ -48,6 +53,19 @@ def raw_query(request: web.Request) -> dict[str, str]:
         if name:
             params.setdefault(unquote(name), unquote(value))
     return params
+
+
+async def read_body(request: web.Request, limit: int = MAX_CALLBACK_BYTES) -> bytes:
+    """The request body, refused (413, like the web app's own 2 MiB limit, which is far
+    above any callback) as soon as it is over `limit` bytes, after decompression."""
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    return bytes(body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,10 +214,14 @@ class WechatConnector(_Callback):
         query = raw_query(request)
         timestamp, nonce = self._check_signature(query)
         self.nonces.check_fresh(timestamp)
-        body = await request.read()
+        body = await read_body(request)
         if query.get("encrypt_type", "raw") != "aes":
-            if self.options.mode == "safe":
-                raise Rejected(403, "forged", "plaintext push refused: mode is safe")
+            # WeChat sends encrypt_type=aes in compatible mode too; a plaintext request
+            # there is a genuine query whose signed-nothing body was swapped.
+            if self.options.mode != "plaintext":
+                raise Rejected(
+                    403, "forged", f"plaintext push refused: mode is {self.options.mode}"
+                )
             return await self._once(timestamp, nonce, body, body, None)
         if self.crypto is None:
             missing = BadInput(
@@ -300,7 +322,9 @@ class WecomConnector(_Callback):
 
     async def receive(self, request: web.Request) -> web.Response:
         query = raw_query(request)
-        body = await request.read()
+        if not all(query.get(key) for key in ("msg_signature", "timestamp", "nonce")):
+            raise Rejected(403, "forged", "missing msg_signature, timestamp or nonce")
+        body = await read_body(request)
         try:
             envelope = parse_envelope(body)
         except PermanentError as exc:  # nothing to check a signature against: not authentic

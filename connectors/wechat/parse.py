@@ -34,6 +34,11 @@ CHANNEL_OA = "wechat"
 CHANNEL_WECOM = "wecom"
 
 _DECLARED_ENCODING = re.compile(rb"^\s*<\?xml[^>]*encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
+_CDATA = re.compile(rb"<!\[CDATA\[.*?\]\]>", re.S)
+MAX_XML_TAGS = 200
+"""Most tags (outside CDATA) a callback may hold: a real one has a few dozen, and
+building the tree of a body of thousands costs the event loop seconds before any
+signature over it can be checked (WeCom's envelope is parsed to find what is signed)."""
 _SNAKE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 PLACEHOLDERS = {
@@ -85,6 +90,12 @@ def parse_xml(data: bytes) -> dict[str, str]:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PermanentError(f"body is not UTF-8: {exc}", kind="wrong_encoding") from None
+    tags = _CDATA.sub(b"", data).count(b"<")
+    if tags > MAX_XML_TAGS:
+        raise PermanentError(
+            f"XML with {tags} tags; a callback has a few dozen (at most {MAX_XML_TAGS})",
+            kind="malformed",
+        )
     declared = _DECLARED_ENCODING.match(data)
     if declared and declared.group(1).lower() not in (b"utf-8", b"utf8"):
         raise PermanentError(

@@ -4,7 +4,8 @@ WeChat retries a push it got no answer to within ~5 s with the *same* request,
 nonce included, up to three times, sometimes while the first is still running. So:
 
 - a request whose timestamp is outside `window_secs` of now is refused (`stale`);
-- (timestamp, nonce) pairs are remembered for the window with a digest of what the
+- (timestamp, nonce) pairs are remembered for the window (past the later of now and
+  the timestamp) with a digest of what the
   request means (the decrypted message, or the body when there is no encryption):
   * seen, same digest, first attempt answered → the same answer again, nothing
     published twice;
@@ -45,6 +46,16 @@ def check_fresh(timestamp: str, window_secs: int, now: float) -> None:
         raise Rejected(403, "stale", f"timestamp is {int(now - sent)} s from now")
 
 
+def _latest(now: float, timestamp: str) -> float:
+    """`now`, or the request's timestamp if it lies ahead: a pair must be remembered as
+    long as its timestamp still passes `check_fresh` (up to the window past it), else a
+    request stamped ahead could be replayed with another body once its nonce expired."""
+    try:
+        return max(now, float(int(timestamp)))
+    except ValueError:
+        return now
+
+
 @dataclass
 class _Seen(Generic[T]):
     digest: bytes
@@ -77,7 +88,8 @@ class NonceMemory(Generic[T]):
         check_fresh(timestamp, self.window_secs, self.clock())
 
     def _expire(self, now: float) -> None:
-        """Forget pairs older than the window (insertion order is time order)."""
+        """Forget pairs past their time, oldest first (insertion order is nearly time
+        order; a pair stamped ahead only holds the ones behind it a little longer)."""
         while self._seen:
             key, oldest = next(iter(self._seen.items()))
             if oldest.expires_at > now:
@@ -116,7 +128,7 @@ class NonceMemory(Generic[T]):
     ) -> T:
         while len(self._seen) >= self.max_entries:  # full: forget the oldest early
             self._seen.popitem(last=False)
-        seen: _Seen[T] = _Seen(digest, now + self.window_secs)
+        seen: _Seen[T] = _Seen(digest, _latest(now, key[0]) + self.window_secs)
         self._seen[key] = seen
         try:
             answer = await work()

@@ -152,7 +152,7 @@ async def test_oa_url_verification_echoes_echostr_only_when_signed(bus: ConfirmC
 async def test_each_mode_publishes_one_event_then_answers_success(
     bus: ConfirmControlBus, mode: str
 ) -> None:
-    connector = oa(mode="compatible" if mode == "plaintext" else mode)
+    connector = oa(mode=mode)
     client = await serve(connector, bus)
     try:
         status, body = await send(client, connector, oa_request(OA_SAMPLES["text"], mode=mode))
@@ -256,7 +256,7 @@ async def test_captured_plaintext_signature_cannot_carry_another_body(
     bus: ConfirmControlBus,
 ) -> None:
     """Plaintext mode signs no body: the nonce memory refuses a second body for a nonce."""
-    connector = oa(mode="compatible")
+    connector = oa(mode="plaintext")
     client = await serve(connector, bus)
     try:
         genuine = oa_request(OA_SAMPLES["text"], mode="plaintext")
@@ -267,6 +267,48 @@ async def test_captured_plaintext_signature_cannot_carry_another_body(
         assert len(await published(bus)) == 1
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("mode", ["compatible", "safe"])
+async def test_an_encrypted_mode_refuses_a_plaintext_push(
+    bus: ConfirmControlBus, mode: str
+) -> None:
+    """WeChat sends encrypt_type=aes in compatible mode too: a plaintext request is a
+    genuine query with `encrypt_type` and `msg_signature` dropped and the body swapped."""
+    connector = oa(mode=mode)
+    client = await serve(connector, bus)
+    try:
+        genuine = oa_request(OA_SAMPLES["text"], mode="compatible")
+        query = {
+            k: v for k, v in genuine.query.items() if k not in ("encrypt_type", "msg_signature")
+        }
+        forged = PushRequest("POST", query=query, body=oa_text("伪造的投诉", msg_id="6666"))
+        status, body = await send(client, connector, forged)
+        assert status == 403 and b"plaintext push refused" in body
+        assert await published(bus) == []
+    finally:
+        await client.close()
+
+
+async def test_oversized_and_tag_flooded_bodies_are_refused_before_any_parsing(
+    bus: ConfirmControlBus, api: FakeWecomApi
+) -> None:
+    """Anyone can post to a webhook: a body far over a real callback is refused (413)
+    unread, and WeCom's envelope (parsed before its signature can be checked) may not
+    hold thousands of tags."""
+    connector = wecom(api.url)
+    client = await serve(connector, bus)
+    query = {"msg_signature": "x", "timestamp": str(int(time.time())), "nonce": "n"}
+    try:
+        huge = PushRequest("POST", query=query, body=b"<xml>" + b" " * 70_000 + b"</xml>")
+        assert (await send(client, connector, huge))[0] == 413
+        flood = PushRequest("POST", query=query, body=b"<xml>" + b"<a/>" * 5_000 + b"</xml>")
+        status, body = await send(client, connector, flood)
+        assert status == 400 and b"tags" in body
+        assert await published(bus) == [] and await dead(bus) == 0
+    finally:
+        await client.close()
+        await connector.close()
 
 
 @pytest.mark.parametrize(
@@ -286,7 +328,7 @@ async def test_captured_plaintext_signature_cannot_carry_another_body(
 async def test_authentic_but_unusable_bodies_are_dead_lettered_with_400(
     bus: ConfirmControlBus, request_factory: Any
 ) -> None:
-    connector = oa(mode="compatible")
+    connector = oa(mode="plaintext")  # with the key: encrypted pushes are decrypted too
     client = await serve(connector, bus)
     try:
         request = request_factory()
@@ -516,7 +558,10 @@ async def test_wecom_json_envelope_and_forged_and_stale(
         assert (await send(client, connector, wecom_request(kf_callback(), timestamp=old)))[
             0
         ] == 403
-        garbage = PushRequest("POST", query={"msg_signature": "x"}, body=b"<xml>")
+        unsigned = PushRequest("POST", query={"msg_signature": "x"}, body=b"<xml>")
+        assert (await send(client, connector, unsigned))[0] == 403  # before the body is read
+        query = {"msg_signature": "x", "timestamp": str(int(time.time())), "nonce": "n"}
+        garbage = PushRequest("POST", query=query, body=b"<xml>")
         assert (await send(client, connector, garbage))[0] == 400
         assert len(await published(bus)) == 1 and await dead(bus) == 0
     finally:
@@ -598,3 +643,23 @@ async def test_nonce_memory_forgets_after_the_window_and_beyond_its_cap() -> Non
     assert await memory.once("1000", "2", b"d", lambda: work("2b")) == "2b"
     assert len(memory) == 1
     assert runs == ["1", "2", "3", "4", "1b", "2b"]
+
+
+async def test_a_nonce_stamped_ahead_is_remembered_as_long_as_its_timestamp_is_fresh() -> None:
+    """A request stamped 200 s ahead passes `check_fresh` until 300 s past its stamp, so
+    its nonce is remembered that long: its signature cannot carry another body later."""
+    from connectors.wechat.replay import NonceMemory
+    from ingest.errors import Rejected
+
+    now = [1000.0]
+    memory: NonceMemory[str] = NonceMemory(300, max_entries=10, clock=lambda: now[0])
+
+    async def work() -> str:
+        return "ok"
+
+    await memory.once("1200", "n", b"genuine", work)
+    now[0] += 301
+    memory.check_fresh("1200")  # still fresh: 101 s in the past
+    with pytest.raises(Rejected) as info:
+        await memory.once("1200", "n", b"forged", work)
+    assert info.value.kind == "replayed"
