@@ -129,15 +129,20 @@ class _Callback(PushConnector):
         return answer.response()
 
     async def _deliver(self, message: bytes, failure: BadInput | None) -> Answer:
+        """Publish, then answer `success`, also for a signed message that could not be
+        used once its dead letter is confirmed: any other answer makes WeChat retry the
+        same bytes and show the customer "该公众号暂时无法提供服务" (channels.md §1.1),
+        while the dead letter already holds them for a replay after a fix."""
         if failure is not None:
             await self.intake.publish([], [failure])
-            return Answer(400, failure.reason)
+            log.warning("wechat_dead_lettered", kind=failure.kind, reason=failure.reason)
+            return SUCCESS
         events, bad = self.parse_message(message)
         keep = [e for e in events if self.wanted(e)]
         if keep or bad:
             await self.intake.publish(keep, bad)  # returns once the broker confirmed
-        if bad:
-            return Answer(400, bad[0].reason)
+        for item in bad:
+            log.warning("wechat_dead_lettered", kind=item.kind, reason=item.reason)
         for event in events:
             if event not in keep:
                 log.info("wechat_event_ignored", event_id=event.id, text=event.text)
