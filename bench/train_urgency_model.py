@@ -1,6 +1,6 @@
-"""Train the urgency step's n-gram models (level and category) on the dev split.
+"""Train the urgency step's n-gram models (level, category and kind) on the dev split.
 
-    python bench/train_urgency_model.py            # train both, write processors/rules/*_model.json
+    python bench/train_urgency_model.py            # train all three (processors/rules/*_model.json)
     python bench/train_urgency_model.py --check    # retrain and compare with the shipped files
     python bench/train_urgency_model.py --holdout round1|round3|round5|round6|round7|round8 \
         [--rules FILE]
@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from eval_classify import (  # noqa: E402
     CATEGORIES,
     DATA,
+    KINDS,
     SPLIT_FILES,
     URGENCY,
     accuracy,
@@ -52,7 +53,11 @@ from processors.ngram_model import (  # noqa: E402
     ngrams,
 )
 
-TARGETS = {"urgency": ("expected_urgency", URGENCY), "category": ("expected_category", CATEGORIES)}
+TARGETS = {
+    "urgency": ("expected_urgency", URGENCY),
+    "category": ("expected_category", CATEGORIES),
+    "kind": ("expected_kind", KINDS),
+}
 """model name → (label field of the dev items, classes in model order)"""
 
 MIN_DOCUMENTS = 2  # an n-gram must occur in at least this many training texts
@@ -208,10 +213,14 @@ def holdout(name: str, rules_file: str) -> None:
                 models[target] = Path(folder) / f"{target}-{fold}.json"
                 models[target].write_bytes(orjson.dumps(train(target, learn, "holdout")))
             for setup, urgency in (
-                ("rules alone", {"model": "off", "category_model": "off"}),
+                ("rules alone", {"model": "off", "category_model": "off", "kind_model": "off"}),
                 (
                     "rules and models",
-                    {"model": str(models["urgency"]), "category_model": str(models["category"])},
+                    {
+                        "model": str(models["urgency"]),
+                        "category_model": str(models["category"]),
+                        "kind_model": str(models["kind"]),
+                    },
                 ),
             ):
                 predicted[setup] += classify(evaluate, urgency | rules)

@@ -1,13 +1,13 @@
 """The `urgency` step: urgency level, kind, category and business line, decided by the
 keyword tables of `processors/rules/urgency.toml` (see its header for the policy),
-with two small learned models beside them (`processors/ngram_model.py`).
+with three small learned models beside them (`processors/ngram_model.py`).
 
 Rules first because the desk and auditors must be able to check every decision: each
 one leaves a reason naming the rule and the words. The models only fill gaps the
 rules leave: the level model may raise a complaint or a question in which the rules
 found no failure word (never lower one), the category model names the
-category where no category word occurs; their reasons name the character sequences
-behind them.
+category where no category word occurs, the kind model names the kind where no cue
+word does; their reasons name the character sequences behind them.
 Reason signals (bounded, usable as metric labels):
 
     trigger         a trigger family fired: level, family, words
@@ -38,6 +38,10 @@ Options (`[classify.options.urgency]`):
                 model this sure that the whole service is down overrides the word
     category_model  the same for the category (processors/rules/category_model.json):
                 it decides only where no category word is found (instead of the default)
+    kind_model  the same for the kind (processors/rules/kind_model.json): it decides
+                only where no kind cue word and no failure or defect word is found
+                (instead of reading the sentiment), when at least
+    kind_model_probability  (default 0.7) sure
 """
 
 from __future__ import annotations
@@ -45,10 +49,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ingest.errors import ConfigError
-from ingest.model import URGENCY_LEVELS, URGENCY_RANK, FeedbackRecord, Kind, Reason
+from ingest.model import KINDS, URGENCY_LEVELS, URGENCY_RANK, FeedbackRecord, Kind, Reason
 from processors import step_options
 from processors.ngram_model import NgramModel, load_model
 from processors.rules import Matcher, Rules, Scan, load_rules
@@ -117,6 +121,8 @@ class UrgencyOptions:
     model_urgent_probability: float = 0.5
     model_important_probability: float = 0.6
     model_over_defect_probability: float = 0.8
+    kind_model: str = "builtin"
+    kind_model_probability: float = 0.7
 
 
 def _words(words: tuple[str, ...]) -> str:
@@ -145,16 +151,19 @@ class Urgency:
         self.category_model = load_model(
             "category", self.options.category_model, f"{OPTIONS_KEY}.category_model"
         )
+        self.kind_model = load_model("kind", self.options.kind_model, f"{OPTIONS_KEY}.kind_model")
         for option in (
             "model_urgent_probability",
             "model_important_probability",
             "model_over_defect_probability",
+            "kind_model_probability",
         ):
             if not 0.0 <= getattr(self.options, option) <= 1.0:
                 raise ConfigError(f"{OPTIONS_KEY}.{option}", "must be within 0 and 1")
         categories = {*self.rules.categories.groups, self.rules.default_category}
         self.model = self._fitting(self.model, set(URGENCY_RANK), "model")
         self.category_model = self._fitting(self.category_model, categories, "category_model")
+        self.kind_model = self._fitting(self.kind_model, set(KINDS), "kind_model")
 
     def _fitting(
         self, model: NgramModel | None, allowed: set[str], option: str
@@ -240,6 +249,8 @@ class Urgency:
             kind, why = "suggestion", f"cue {_words(cues.words('suggestion'))}"
         elif cues.words("consultation") and topic != "important":
             kind, why = "consultation", f"cue {_words(cues.words('consultation'))}"
+        elif learned := self._learned_kind(record.text, topic, low):
+            kind, why = learned
         elif negative or low or topic == "important":
             kind, why = (
                 "complaint",
@@ -252,6 +263,22 @@ class Urgency:
             kind, why = "complaint", f"no cue word, {general}: complaint by default"
         reasons.append(Reason("kind", f"{kind}: {why}", 0.5))
         return kind
+
+    def _learned_kind(self, text: str, topic: str, low: bool) -> tuple[Kind, str] | None:
+        """The kind model's answer where no cue word spoke and no failure or defect word
+        was found, if it is sure enough: sentiment alone misreads app reviews
+        (snownlp gives 0.81 to "卡在输入验证码的位置，无法进入，悲剧了"). Never praise for a
+        low star rating."""
+        if self.kind_model is None or topic != "general":
+            return None
+        prediction = self.kind_model.predict(text)
+        best = prediction.label
+        probability = prediction.probabilities[best]
+        if probability < self.options.kind_model_probability or (best == "praise" and low):
+            return None
+        pushes = self.kind_model.because(text, best)
+        why = f"no cue word; learned n-gram model p={probability:.2f} ({pushes or 'its prior'})"
+        return cast(Kind, best), why  # its classes are checked at start-up
 
     def _escalations(self, record: FeedbackRecord) -> list[tuple[str, str]]:
         """(signal, detail) for every escalation signal in the record."""
