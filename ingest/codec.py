@@ -118,7 +118,7 @@ def _opt_int(d: Mapping[str, Any], key: str, lo: int, hi: int) -> int | None:
     value = d.get(key)
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal():  # isdigit() takes "⑤", int() not
         value = int(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)

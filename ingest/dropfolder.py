@@ -3,9 +3,10 @@ files are settled (their writer is done), and moving a file out of the folder, w
 is its commit, only if it is still exactly the file that was read.
 
 Shared by every drop-folder connector (exports, call transcripts) so they agree on the
-rules an operator learns once: dot-files are in progress, a file is read after it has
-not changed for `settle_secs`, `done/` and `failed/` live inside the folder, a name
-already taken there gets a UTC timestamp suffix. It names no file format.
+rules an operator learns once: dot-files are in progress, symbolic links are refused,
+a file is read after it has not changed for `settle_secs`, `done/` and `failed/` live
+inside the folder, a name already taken there gets a UTC timestamp suffix. It names no
+file format.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ingest.errors import ConfigError, TransientError
 
@@ -81,7 +82,11 @@ def settled_files(
                 if skip is not None and skip(name):
                     continue
                 try:
-                    if not entry.is_file():
+                    if entry.is_symlink():
+                        if log is not None:
+                            log.warning("dropfolder.symlink_refused", file=entry.name)
+                        continue
+                    if not entry.is_file(follow_symlinks=False):
                         continue
                     st = entry.stat()
                 except OSError:
@@ -95,6 +100,13 @@ def settled_files(
         raise TransientError(f"cannot list {folder}: {exc.strerror}") from None
     found.sort(key=lambda f: (f.mtime_ns, f.path.name))
     return found
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """`path` opened for reading, refusing a symbolic link (OSError ELOOP) even one
+    swapped in since the listing: whoever may write to the drop folder must not make
+    the worker read, publish and dead-letter any file it can read (a private key)."""
+    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
 
 
 def move(folder: Path, found: SettledFile, to: str, log: Any = None) -> Path | None:

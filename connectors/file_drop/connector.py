@@ -50,7 +50,7 @@ from connectors.file_drop.parse import (
 from connectors.file_drop.record import DropFile
 from ingest import dropfolder
 from ingest.abc import BadInput, Batch, PullConnector
-from ingest.dropfolder import DONE, FAILED, SettledFile
+from ingest.dropfolder import DONE, FAILED, SettledFile, open_regular
 from ingest.log import get_logger
 from ingest.model import FeedbackEvent
 
@@ -82,7 +82,7 @@ class _DropReader:
         self.found = found
         self._connector = connector
         self._options = options
-        self._stream = found.path.open("rb")
+        self._stream = open_regular(found.path)
         self._items: Iterator[Item] = iter(())
         self._refused: UnreadableFile | None = None
         self.head = b""

@@ -86,12 +86,21 @@ def _text(value: Any, column: str) -> tuple[str, int]:
     return text[:MAX_TEXT_CHARS], len(text)
 
 
+def _shape(value: Any) -> str:
+    """What a refused value looks like without its content, for a reason that is logged:
+    the dead letter keeps the original bytes for whoever may see them."""
+    if isinstance(value, str):
+        return f"{len(value)} characters"
+    return type(value).__name__
+
+
 def _channel(value: Any, default: str) -> str:
     if value is None or value == "":
         return default
     if not isinstance(value, str) or not CHANNEL_RE.match(value.strip().lower()):
-        raise PermanentError(
-            f"channel {value!r} must be lower-case letters, digits and '_'", kind="bad_schema"
+        raise PermanentError(  # the value is not quoted: it may be personal data
+            f"channel must be lower-case letters, digits and '_' (got {_shape(value)})",
+            kind="bad_schema",
         )
     return value.strip().lower()
 
@@ -160,7 +169,8 @@ def _local_time(text: str, column: str) -> datetime:
         match = _EXCEL_TIME.match(text)
         if not match:
             raise PermanentError(
-                f"column {column!r} is not a time (ISO 8601 or YYYY-MM-DD HH:MM:SS): {text[:40]!r}",
+                f"column {column!r} is not a time (ISO 8601 or YYYY-MM-DD HH:MM:SS; "
+                f"got {_shape(text)})",
                 kind="bad_schema",
             ) from None
         year, month, day, hour, minute, second = (int(p) for p in match.groups(default="0"))

@@ -26,7 +26,7 @@ from connectors.transcripts.parse import parse_transcript
 from connectors.transcripts.signing import verify
 from ingest import dropfolder
 from ingest.abc import BadInput, Batch, PullConnector, PushConnector, Route
-from ingest.dropfolder import DONE, FAILED, SettledFile
+from ingest.dropfolder import DONE, FAILED, SettledFile, open_regular
 from ingest.errors import Rejected
 from ingest.log import get_logger
 from ingest.model import FeedbackEvent
@@ -107,7 +107,7 @@ class TranscriptsConnector(PullConnector, PushConnector):
         """The file's bytes (only a bounded head if it is over the limit) and its
         sidecar; None if it vanished or changed since it was listed."""
         try:
-            with found.path.open("rb") as stream:
+            with open_regular(found.path) as stream:
                 oversized = found.size > self.options.max_file_bytes
                 data = stream.read(DEAD_LETTER_BYTES if oversized else found.size + 1)
                 if not found.same(os.fstat(stream.fileno())):
@@ -118,7 +118,7 @@ class TranscriptsConnector(PullConnector, PushConnector):
             return None
         sidecar = sidecar_of(found.path)
         try:
-            with sidecar.open("rb") as stream:
+            with open_regular(sidecar) as stream:
                 sidecar_data: bytes | None = stream.read(MAX_SIDECAR_BYTES + 1)
         except FileNotFoundError:
             return _Dropped(found, data, None, None, oversized)

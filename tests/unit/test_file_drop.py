@@ -27,6 +27,7 @@ from connectors.file_drop.parse import (
     parse_csv,
     parse_jsonl,
 )
+from ingest import dropfolder
 from ingest.abc import BadInput, Batch
 from ingest.codec import MAX_TEXT_CHARS, decode_event, encode_event
 from ingest.errors import ConfigError
@@ -285,6 +286,42 @@ def test_bad_times_channels_and_ids_are_bad_lines() -> None:
         utc(2024, 3, 1, 1, 0),
     ]
     assert events[0].channel == "wechat"
+
+
+def test_values_the_standard_library_refuses_are_bad_lines_not_a_stalled_file() -> None:
+    """ "⑤" passed str.isdigit() and int() refused it: the ValueError failed the whole
+    poll, and this file and every newer one waited forever."""
+    lines = [
+        {"text": "before", "rating": 4},
+        {"text": "转账失败，钱被扣了", "rating": "⑤"},
+        {"text": "full-width digits are digits", "rating": "５"},
+        {"text": "after", "rating": 2},
+    ]
+    events, bad = jsonl(b"\n".join(orjson.dumps(x) for x in lines))
+    assert [e.text for e in events] == ["before", "full-width digits are digits", "after"]
+    assert [e.rating for e in events] == [4, 5, 2]
+    assert [(b.ref, b.kind) for b in bad] == [("export.jsonl:2", "bad_schema")]
+
+
+def test_a_refused_value_is_not_quoted_in_the_logged_reason() -> None:
+    """Reasons are logged and travel in the dead letter's x-error header; the value may
+    be personal data, and the dead letter's body keeps it for whoever may see it."""
+    line = {"text": "x", "channel": "13800138000 110101199003074514", "received_at": "138001"}
+    _, bad = jsonl(orjson.dumps(line))
+    assert "13800138000" not in bad[0].reason and "characters" in bad[0].reason
+    _, bad = jsonl(orjson.dumps({"text": "x", "received_at": "13800138000"}))
+    assert "13800138000" not in bad[0].reason
+
+
+def test_a_csv_cell_longer_than_the_csv_modules_own_limit_stays_one_record() -> None:
+    """csv refuses fields over 131,072 characters by default; the rest of the record
+    was then read as a record of its own (a phone number at its end became an event)."""
+    data = (
+        'id,text\n1,ok\n2,"a pasted log\n' + "x" * 140_000 + '\nend, 13800138000"\n3,next\n'
+    ).encode()
+    events, bad = csv_(data, FileDropOptions(path="/d", id_column="id"))
+    assert [e.native_id for e in events] == ["1", "2", "3"] and bad == []
+    assert events[1].text.startswith("a pasted log")
 
 
 def test_a_binary_file_is_one_bad_input_for_the_whole_file() -> None:
@@ -641,6 +678,21 @@ async def test_files_are_read_oldest_first_and_others_are_ignored(tmp_path: Path
     drop(tmp_path, ".partial.jsonl", b'{"text": "being written"}\n')
     batches = await read_all(connector(tmp_path))
     assert [b.events[0].text for b in batches] == ["old", "new"]
+
+
+async def test_a_symbolic_link_is_never_read(tmp_path: Path) -> None:
+    """Whoever may write to the drop folder must not make the worker publish and
+    dead-letter any file it can read (a private key) through a link."""
+    secret = tmp_path / "outside" / "key.pem"
+    secret.parent.mkdir()
+    secret.write_bytes(b'{"text": "-----BEGIN PRIVATE KEY-----"}\n')
+    drop(tmp_path, "real.jsonl", b'{"text": "real"}\n', age_secs=100)
+    (tmp_path / "link.jsonl").symlink_to(secret)
+    batches = await read_all(connector(tmp_path))
+    assert [e.text for b in batches for e in b.events] == ["real"]
+    assert all(not b.bad for b in batches)
+    with pytest.raises(OSError):
+        dropfolder.open_regular(tmp_path / "link.jsonl")  # even if swapped in after listing
 
 
 async def test_a_just_written_file_is_left_for_a_later_poll(tmp_path: Path) -> None:
