@@ -9,6 +9,11 @@ Reviews: `GET /api/reviews/v1/manage/dev/reviews` (HarmonyOS 5+:
 `beginTime`/`endTime` (ms; a span of at most 6 months, so a long backfill is read in
 windows), `sort=0` (newest first), `page`, `limit`. The watermark is the query's
 `beginTime`, so nothing older is even fetched.
+
+Paging is by time where it can be: AGC pages by position, so a review deleted from an
+already-read page would shift the next page's first review out of reach. Each next
+query ends just after the oldest review read (those of that millisecond come again;
+`cursor.oldest_first` keeps one per id).
 """
 
 from __future__ import annotations
@@ -133,17 +138,39 @@ class HuaweiAppGalleryConnector(ReviewConnector):
         pages_read = 0
         while end > begin:
             start = max(begin, end - WINDOW_MS)
-            number = 1
-            while True:
+            query: tuple[int, int] | None = (end, 1)
+            while query is not None:
                 if pages_read >= self.options.max_pages:
                     self.page_limit_reached()
                     return
-                answer = await self.get_page(start, end, number)
+                until, number = query
+                answer = await self.get_page(start, until, number)
                 page = parse_or_fail(partial(self._parse, answer), self.store)
                 pages_read += 1
                 yield page
-                listed = len(page.found) + len(page.bad) + page.skipped
-                if not (page.has_more or (page.total is None and listed >= self.options.page_size)):
-                    break
-                number += 1
+                query = next_query(page, start, until, number, self.options.page_size)
             end = start
+
+
+def more_pages(page: Page, number: int, limit: int) -> bool:
+    """`hasNext` where AGC sends it; else its `total` (the HarmonyOS 5+ envelope has
+    only that); else whether the page came back full."""
+    if page.has_more is not None:
+        return page.has_more
+    if page.total is not None:
+        return number * limit < page.total
+    return len(page.found) + len(page.bad) + page.skipped >= limit
+
+
+def next_query(
+    page: Page, start_ms: int, until_ms: int, number: int, limit: int
+) -> tuple[int, int] | None:
+    """(endTime, page number) of the next request in a window, None when it is read.
+    By time: end just after the oldest review read, page 1. By number only when that
+    would not move (the whole page in one millisecond, or no usable review on it)."""
+    if not more_pages(page, number, limit):
+        return None
+    oldest = min((f.at_ms for f in page.found), default=until_ms)
+    if start_ms < oldest + 1 < until_ms:
+        return oldest + 1, 1
+    return until_ms, number + 1

@@ -29,6 +29,13 @@ GOOGLE_PLAY = "google_play"
 HUAWEI = "huawei_appgallery"
 MAX_ID_CHARS = 200
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+"""Review times outside these are the store's error: dead-lettered, never a watermark
+(a year-9999 time would put every later review behind it)."""
+INT64 = 2**63
+"""Integers in meta stay within a signed 64-bit range (orjson and bigint columns);
+larger ones are kept as their digits."""
 
 
 @dataclass(slots=True)
@@ -39,7 +46,8 @@ class Page:
     found: list[Found] = field(default_factory=list)
     bad: list[BadInput] = field(default_factory=list)
     next: str | None = None
-    has_more: bool = False
+    has_more: bool | None = None
+    """None: the answer does not say (AppGallery without `hasNext`)."""
     skipped: int = 0
     """Items that are not reviews with words: app metadata entries, ratings without text."""
     last_page: int | None = None
@@ -81,6 +89,12 @@ def each_item(
         except PermanentError as exc:
             raw = orjson.dumps(item)
             page.bad.append(BadInput(str(exc), raw, ref=ref(item), kind=exc.kind))
+        except Exception as exc:
+            # A reader we did not think of: still one review, never the whole page. The
+            # reason names the type only (a message may quote the customer's words).
+            reason = f"unexpected {type(exc).__name__} while reading this review"
+            raw = orjson.dumps(item)
+            page.bad.append(BadInput(reason, raw, ref=ref(item), kind="unexpected"))
 
 
 def review_event(
@@ -107,10 +121,21 @@ def review_event(
         received_at=at,
         author=author.strip(),
         rating=rating,
-        meta={"store": store, "app_id": app, **{k: v for k, v in meta.items() if v is not None}},
+        meta={
+            "store": store,
+            "app_id": app,
+            **{k: int64_or_digits(v) for k, v in meta.items() if v is not None},
+        },
         raw_ref=f"{CHANNEL}:{connector}/{store}/{app}/{review_id}",
     )
     return Found(event, review_id, epoch_ms(at))
+
+
+def int64_or_digits(value: Any) -> Any:
+    """`value`, or its digits when it is an integer beyond 64 bits (orjson refuses those)."""
+    if isinstance(value, int) and not -INT64 <= value < INT64:
+        return str(value)
+    return value
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -155,8 +180,8 @@ def review_id(value: Any, name: str) -> str:
 
 def rating(value: Any, name: str) -> int:
     """1-5, as a number or a digit string (Apple's RSS and some AppGallery answers)."""
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
+    if isinstance(value, str):
+        value = _decimal(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
         raise PermanentError(f"{name} must be a star rating 1-5", kind="bad_rating")
     return value
@@ -165,11 +190,20 @@ def rating(value: Any, name: str) -> int:
 def opt_int(value: Any, name: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str):
+        value = _decimal(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise PermanentError(f"{name} must be an integer", kind="bad_schema")
     return value
+
+
+def _decimal(text: str) -> int | None:
+    """The integer a string spells, else None: `"²".isdigit()` is true but `int("²")`
+    fails, so only `int()` itself can say."""
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 def iso_time(value: Any, name: str) -> datetime:
@@ -180,11 +214,19 @@ def iso_time(value: Any, name: str) -> datetime:
         raise PermanentError(f"{name} is not an ISO 8601 time", kind="bad_time") from None
     if parsed.tzinfo is None:
         raise PermanentError(f"{name} has no UTC offset", kind="bad_time")
-    return parsed.astimezone(UTC)
+    # Checked before converting: 9999-12-31T23:00-08:00 has no UTC datetime.
+    return in_range(parsed, name).astimezone(UTC)
 
 
 def epoch_ms_time(ms: int, name: str) -> datetime:
     try:
-        return datetime.fromtimestamp(ms / 1000, UTC)
+        moment = datetime.fromtimestamp(ms / 1000, UTC)
     except (OverflowError, OSError, ValueError):
         raise PermanentError(f"{name} is not a valid time", kind="bad_time") from None
+    return in_range(moment, name)
+
+
+def in_range(moment: datetime, name: str) -> datetime:
+    if not EARLIEST <= moment < LATEST:
+        raise PermanentError(f"{name} is not between 2000 and 2100", kind="bad_time")
+    return moment

@@ -6,8 +6,9 @@ each review with `reviewId`, `content`, `rating`, `dateline` (Unix ms),
 `countryCode`, `lang`, `versionName`, `phoneName`, `devReplyState`. A third-party
 client records that the live API mixes numbers and strings for ids and ratings and
 answers `hasNext` as a number; all are accepted. The HarmonyOS 5+ endpoint's
-`{"rtnCode", "data": [...]}` envelope is accepted too. Confirm against the AGC
-documentation before relying on field names; unknown fields are kept out of meta.
+`{"rtnCode", "data": [...], "total"}` envelope (no `hasNext`) is accepted too. Confirm
+against the AGC documentation before relying on field names; unknown fields are kept
+out of meta.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def parse_reviews(data: bytes, *, app_id: str, connector: str) -> Page:
     page = Page()
     if isinstance(body, dict):
         items = body.get("reviewList")
-        page.has_more = _flag(body.get("hasNext"))
+        has_next = body.get("hasNext")
+        page.has_more = None if has_next is None else _flag(has_next)
         page.total = opt_int(body.get("total"), "data.total")
     else:
         items = body

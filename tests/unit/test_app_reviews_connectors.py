@@ -10,14 +10,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from aiohttp import web
 
 from connectors.app_reviews.apple import AppStoreConnector
 from connectors.app_reviews.connector import ReviewConnector
+from connectors.app_reviews.cursor import Found
 from connectors.app_reviews.google import GooglePlayConnector
-from connectors.app_reviews.huawei import HuaweiAppGalleryConnector
+from connectors.app_reviews.huawei import HuaweiAppGalleryConnector, next_query
+from connectors.app_reviews.parse import Page
 from ingest.abc import Batch, PullConnector
+from ingest.codec import encode_event
 from ingest.errors import ConfigError, TransientError
+from ingest.model import FeedbackEvent
 from ingest.options import parse_options
 from ingest.registry import connector_class
 from ingest.testing import ConnectorContract
@@ -247,6 +253,151 @@ async def test_huawei_backfill_is_read_in_windows_of_at_most_six_months(fake: Fa
         assert "hw-old" in ids(await drain(connector))
         windows = [q for m, q in fake.requests if "/manage/dev/reviews" in q]
         assert len(windows) >= 3, "400 days need three windows (the fake refuses longer spans)"
+    finally:
+        await connector.close()
+
+
+class HarmonyEnvelope(FakeStores):
+    """AppGallery's HarmonyOS 5+ answer: `{"rtnCode", "data": [...], "total"}`, no
+    `hasNext` (the shape the parser tests use)."""
+
+    async def _huawei(self, request: web.Request) -> web.Response:
+        answer = await super()._huawei(request)
+        assert isinstance(answer.body, bytes)
+        doc = orjson.loads(answer.body)
+        if isinstance(doc.get("data"), dict):
+            data = doc["data"]
+            doc = {"rtnCode": 0, "data": data["reviewList"], "total": data["total"]}
+        return web.json_response(body=orjson.dumps(doc))
+
+
+class DeletesAfterFirstPage(FakeStores):
+    """A review on the page just served is removed (moderation, or its author) before
+    the next page is asked for: by position, every later review moves up one place."""
+
+    deleted = False
+
+    async def _huawei(self, request: web.Request) -> web.Response:
+        answer = await super()._huawei(request)
+        if not self.deleted:
+            self.deleted = True
+            del self.huawei[10]
+        return answer
+
+
+def minutes_apart(count: int) -> list[dict[str, Any]]:
+    top = datetime.now(UTC) - timedelta(minutes=1)
+    return [huawei_item(f"hw-{i:04d}", top - timedelta(minutes=i), i) for i in range(count)]
+
+
+async def test_harmonyos_answers_without_has_next_are_paged_by_their_total() -> None:
+    """250 reviews, 100 a page: all on the first poll (page 1 alone used to move the
+    watermark past the other 150, lost for good), in three requests (one window)."""
+    async with running(HarmonyEnvelope(KEYS)) as stores:
+        stores.huawei = minutes_apart(250)
+        table = huawei_options(stores, harmonyos=True, page_size=100, backfill_days=30)
+        connector = make(HuaweiAppGalleryConnector, table)
+        try:
+            first = await drain(connector)
+            assert sorted(ids(first)) == sorted(i["reviewId"] for i in stores.huawei)
+            asked = [q for _, q in stores.requests if "/dev/reviews" in q]
+            assert len(asked) == 3 and all("/marketing-api/v2/" in q for q in asked)
+            assert ids(await drain(connector, last_cursor(first))) == []
+        finally:
+            await connector.close()
+
+
+async def test_a_review_deleted_between_pages_does_not_hide_the_next_one() -> None:
+    async with running(DeletesAfterFirstPage(KEYS)) as stores:
+        stores.huawei = minutes_apart(150)
+        connector = make(HuaweiAppGalleryConnector, huawei_options(stores, page_size=100))
+        try:
+            got = set(ids(await drain(connector)))
+            assert {i["reviewId"] for i in stores.huawei} <= got, "hw-0100 was skipped"
+            assert "hw-0010" in got, "read before it was deleted"
+        finally:
+            await connector.close()
+
+
+async def test_more_reviews_in_one_millisecond_than_a_page_holds_are_all_read() -> None:
+    """Paging by time cannot move inside one millisecond: there it pages by number."""
+    async with running(FakeStores(KEYS)) as stores:
+        at = datetime.now(UTC) - timedelta(minutes=1)
+        stores.huawei = [huawei_item(f"hw-same-{i}", at, i) for i in range(5)]
+        stores.huawei.append(huawei_item("hw-older", at - timedelta(minutes=1), 5))
+        connector = make(HuaweiAppGalleryConnector, huawei_options(stores, page_size=2))
+        try:
+            assert len(set(ids(await drain(connector)))) == 6
+        finally:
+            await connector.close()
+
+
+def at(*times_ms: int) -> list[Found]:
+    event = FeedbackEvent(id="e", channel="app_review", text="x")
+    return [Found(event, str(ms), ms) for ms in times_ms]
+
+
+@pytest.mark.parametrize(
+    ("page", "number", "expected"),
+    [
+        (Page(found=at(900, 500), has_more=False, total=999), 1, None),  # hasNext=0 wins
+        (Page(found=at(900, 500), has_more=True), 4, (501, 1)),  # by time, from page 1
+        (Page(found=at(900, 500), total=250), 2, (501, 1)),  # 2 × 100 < 250
+        (Page(found=at(900, 500), total=250), 3, None),  # 3 × 100 ≥ 250
+        (Page(found=at(999, 999), total=250), 1, (1000, 2)),  # one millisecond: by number
+        (Page(skipped=100), 1, (1000, 2)),  # no usable review on a full page: by number
+        (Page(skipped=40), 1, None),  # neither hasNext nor total: a short page ends it
+    ],
+)
+def test_the_next_appgallery_request(page: Page, number: int, expected: Any) -> None:
+    assert next_query(page, 0, 1000, number, 100) == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "spoil", "kind"),
+    [
+        (  # astimezone() raised OverflowError: the whole poll failed, every retry
+            asc_options,
+            lambda f: f.asc[0]["attributes"].update(createdDate="9999-12-31T23:00:00-08:00"),
+            "bad_time",
+        ),
+        (  # "²".isdigit() is true, int("²") raised ValueError
+            rss_options,
+            lambda f: f.rss["cn"][0].update({"im:voteSum": {"label": "²"}}),
+            "bad_schema",
+        ),
+    ],
+)
+async def test_a_review_with_a_wrong_shaped_value_does_not_hold_back_the_others(
+    fake: FakeStores, options: Any, spoil: Any, kind: str
+) -> None:
+    whole = make(AppStoreConnector, options(fake))
+    try:
+        everything = ids(await drain(whole))
+    finally:
+        await whole.close()
+    spoil(fake)
+    connector = make(AppStoreConnector, options(fake))
+    try:
+        batches = await drain(connector)
+        [bad] = [b for batch in batches for b in batch.bad]
+        assert bad.kind == kind
+        spoiled = [i for i in everything if i.encode() in bad.raw]
+        assert len(spoiled) == 1 and len(everything) > 1
+        assert ids(batches) == [i for i in everything if i not in spoiled]
+    finally:
+        await connector.close()
+
+
+async def test_an_integer_beyond_64_bits_is_published_as_its_digits(fake: FakeStores) -> None:
+    fake.google[0]["comments"][0]["userComment"]["appVersionCode"] = "123456789012345678901"
+    connector = make(GooglePlayConnector, google_options(fake))
+    try:
+        events = [e for b in await drain(connector) for e in b.events]
+        assert len(events) == 3
+        for event in events:
+            encode_event(event)  # orjson raised TypeError here, failing the publish
+        assert "123456789012345678901" in [e.meta.get("app_version_code") for e in events]
     finally:
         await connector.close()
 

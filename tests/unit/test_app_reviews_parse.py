@@ -26,7 +26,7 @@ from connectors.app_reviews.cursor import (
     watermark_batches,
 )
 from connectors.app_reviews.http import retry_after_secs
-from connectors.app_reviews.parse import CHANNEL, Page
+from connectors.app_reviews.parse import CHANNEL, Page, each_item
 from connectors.app_reviews.parse_apple import parse_connect, parse_rss
 from connectors.app_reviews.parse_google import parse_reviews as parse_google
 from connectors.app_reviews.parse_huawei import parse_reviews as parse_huawei
@@ -220,11 +220,103 @@ def test_rating_without_words_is_skipped_not_dead_lettered() -> None:
     assert (len(page.found), page.skipped, page.bad) == (2, 1, [])
 
 
+def test_huawei_says_whether_more_pages_follow_only_when_it_knows() -> None:
+    """`hasNext` where the answer has it; None (ask `total`) in the HarmonyOS envelope."""
+    page = huawei(fixture("huawei_reviews_page1.json"))
+    assert (page.has_more, page.total) == (False, 3)
+    harmony = b'{"rtnCode": 0, "rtnDesc": "success", "data": [], "total": 250}'
+    assert (huawei(harmony).has_more, huawei(harmony).total) == (None, 250)
+
+
 def test_huawei_error_envelope_is_an_error_not_an_empty_page() -> None:
     with pytest.raises(PermanentError, match="50010028"):
         huawei(b'{"ret": {"rtnCode": 50010028, "rtnDesc": "noPermission"}}')
     harmony = b'{"rtnCode": 0, "rtnDesc": "success", "data": [], "total": 0}'
     assert huawei(harmony).found == []
+
+
+# store → (parser, fixture, where its first-spoiled review is)
+PAGES: dict[str, tuple[Any, str, tuple[str | int, ...]]] = {
+    "asc": (connect, "asc_customer_reviews_page1.json", ("data", 0)),
+    "rss": (rss, "apple_rss_cn_page1.json", ("feed", "entry", 1)),
+    "google": (google, "google_reviews_page1.json", ("reviews", 0, "comments", 0)),
+    "huawei": (huawei, "huawei_reviews_page1.json", ("data", "reviewList", 0)),
+}
+
+
+def spoiled(store: str, path: tuple[str | int, ...], value: Any) -> bytes:
+    """The store's fixture page with one review's value at `path` replaced."""
+    _, name, item = PAGES[store]
+    doc = fixture_json(name)
+    node = doc
+    for key in (*item, *path[:-1]):
+        node = node[key]
+    node[path[-1]] = value
+    return orjson.dumps(doc)
+
+
+@pytest.mark.parametrize(
+    ("store", "path", "value", "says"),
+    [
+        # no UTC datetime exists for these: astimezone() raised OverflowError
+        ("asc", ("attributes", "createdDate"), "9999-12-31T23:00:00-08:00", "between 2000"),
+        ("asc", ("attributes", "createdDate"), "0001-01-01T00:00:00+08:00", "between 2000"),
+        # valid times, but ones that would put every later review behind the watermark
+        ("asc", ("attributes", "createdDate"), "9999-12-31T00:00:00Z", "between 2000"),
+        ("google", ("userComment", "lastModified", "seconds"), "32503680000", "between 2000"),
+        ("huawei", ("dateline",), 32503680000000, "between 2000"),
+        ("huawei", ("dateline",), 0, "between 2000"),
+        # "²".isdigit() is true and int("²") raised ValueError
+        ("rss", ("im:voteSum", "label"), "²", "im:voteSum must be an integer"),
+        ("rss", ("im:rating", "label"), "²", "im:rating must be a star rating"),
+        ("rss", ("im:voteCount", "label"), "--5", "im:voteCount must be an integer"),
+        ("google", ("userComment", "thumbsUpCount"), "¹²", "thumbsUpCount must be an integer"),
+        ("huawei", ("rating",), "²", "rating must be a star rating"),
+    ],
+)
+def test_a_wrong_shaped_value_dead_letters_its_review_and_the_others_arrive(
+    store: str, path: tuple[str | int, ...], value: Any, says: str
+) -> None:
+    parse, name, _ = PAGES[store]
+    whole = parse(fixture(name)).found
+    page = parse(spoiled(store, path, value))
+    [bad] = page.bad
+    assert says in bad.reason and bad.kind in ("bad_time", "bad_schema", "bad_rating")
+    assert orjson.dumps(value) in bad.raw, "dead-lettered with the review's own bytes"
+    assert [f.review_id for f in page.found] == [f.review_id for f in whole[1:]]
+    for f in page.found:
+        encode_event(f.event)
+
+
+def test_integers_beyond_64_bits_in_meta_are_kept_as_digits() -> None:
+    """orjson refuses them, so the event could be parsed but never published."""
+    doc = fixture_json("google_reviews_page1.json")
+    user = doc["reviews"][0]["comments"][0]["userComment"]
+    user["appVersionCode"] = "123456789012345678901"
+    user["thumbsUpCount"] = str(-(2**63))
+    [first, second] = google(orjson.dumps(doc)).found
+    assert first.event.meta["app_version_code"] == "123456789012345678901"
+    assert first.event.meta["thumbs_up"] == -(2**63), "the edge of 64 bits is still a number"
+    assert decode_event(encode_event(first.event)) == first.event
+    assert second.event.meta["app_version_code"] == 80200
+
+
+def test_an_unforeseen_error_in_one_review_is_dead_lettered_not_raised() -> None:
+    """The safety net under the field readers: one review can never block its page."""
+    items = [{"id": "1"}, {"id": "2", "text": "王五 13812345678"}, {"id": "3"}]
+
+    def one(item: Any) -> Found:
+        if "text" in item:
+            raise ValueError(f"cannot read {item['text']}")
+        return found(item["id"], 1)
+
+    page = Page()
+    each_item(items, page, one, ref=lambda i: f"review {i['id']}")
+    assert [f.review_id for f in page.found] == ["1", "3"]
+    [bad] = page.bad
+    assert (bad.kind, bad.ref, orjson.loads(bad.raw)) == ("unexpected", "review 2", items[1])
+    assert "ValueError" in bad.reason
+    assert "13812345678" not in bad.reason, "the type, not the message: it may quote a customer"
 
 
 @pytest.mark.parametrize(
@@ -302,8 +394,10 @@ def test_arbitrary_json_never_crashes_a_parser(doc: Any, which: int) -> None:
         return
     for bad in page.bad:
         assert bad.reason and bad.kind
+        assert bad.kind != "unexpected", "caught only by the safety net: fix the reader"
     for found in page.found:
         assert isinstance(found.event, FeedbackEvent) and found.event.text.strip()
+        encode_event(found.event)
 
 
 # --- cursor ---------------------------------------------------------------------------
