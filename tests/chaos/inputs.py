@@ -4,7 +4,8 @@ set of deliberately malformed inputs.
 - file drop: JSON Lines exports (`id` column = our native id), a few bad lines in each;
 - WeChat: signed, AES-encrypted pushes exactly as WeChat sends them; the sender
   retries like WeChat (the same request again) until the answer is `success`;
-  signed-but-malformed messages must be answered 400 (after being dead-lettered);
+  signed-but-malformed messages too, once dead-lettered (any other answer makes
+  WeChat retry and show the customer an error);
 - transcripts: HMAC-signed webhook calls (generic format); retried until 200,
   signed-but-malformed bodies answered 400.
 
@@ -249,7 +250,8 @@ class Generator:
             query = urlencode(dict(push.query), quote_via=quote)
             return URL(f"{url}?{query}", encoded=True), push.body, {}
 
-        await self._deliver(session, "wechat", request, bad is None, lambda r: r == "success")
+        # a signed but unusable message too is answered success, once dead-lettered
+        await self._deliver(session, "wechat", request, True, lambda r: r == "success")
 
     async def _call_one(self, session: aiohttp.ClientSession, n: int, bad: bytes | None) -> None:
         if bad is None:
@@ -302,7 +304,8 @@ class Generator:
         )
 
     async def _deliver(self, session, label, request, good, accepted) -> None:  # type: ignore[no-untyped-def]
-        """Send until the answer is final: success for a good input, 400 for a bad one.
+        """Send until the answer is final: success for a good input (and a WeChat one
+        that is dead-lettered), 400 for a bad one.
         WeChat repeats the *same* request; it is rebuilt (fresh signature) only when the
         first one would be refused as stale, i.e. after minutes of outage."""
         first = time.monotonic()
