@@ -37,6 +37,13 @@ CHANNEL = "email"
 RAW_KEEP_BYTES = MAX_MESSAGE_BYTES // 2
 """A dead-lettered message keeps at most this many of its first bytes: a dead letter is
 one bus message (1 MiB) with its headers. The whole mail stays on the IMAP server."""
+MAX_BODY_CHARS = 4 * MAX_TEXT_CHARS
+"""Body text cleaned per mail: the event keeps MAX_TEXT_CHARS; the margin is for the
+quoted history and signature cut away from what is read. A longer body's
+`meta.text_truncated_from_chars` is therefore at most about this."""
+MAX_HTML_CHARS = 10 * MAX_TEXT_CHARS
+"""HTML read per part: markup is several times its text (Outlook's about 4 times), and
+what is cut is the end of the mail, where the quoted history sits."""
 MAX_PARTS = 500
 MAX_DEPTH = 30
 MAX_REFERENCES = 20
@@ -136,6 +143,9 @@ def _parse(raw: bytes, ctx: MailContext) -> Outcome:
     if len(text) > MAX_TEXT_CHARS:
         meta["text_truncated_from_chars"] = len(text)
         text = text[:MAX_TEXT_CHARS]
+    replaced = text.count("\ufffd")
+    if replaced:  # bytes no charset could read: says why a word may be missing
+        meta["replacement_chars"] = replaced
     received = ctx.internaldate or _received_at(msg)
     fields: dict[str, Any] = {}
     if received is not None:
@@ -364,11 +374,13 @@ class _Body:
         self.attachments.append({"name": name[:200], "type": ctype, "size": size})
 
     def text(self) -> str:
+        """The cleaned body; only its first MAX_BODY_CHARS (MAX_HTML_CHARS of each HTML
+        part) are read, so a huge or hostile body costs a bounded time in the poll."""
         plain = "\n\n".join(t.strip() for t in self.plain if t.strip())
         if (plain and not _HTML_STUB.search(plain[:300])) or (plain and not self.html):
-            return strip_quotes(plain)
-        html = "\n\n".join(html_to_text(h) for h in self.html)
-        return strip_quotes(html)
+            return strip_quotes(plain[:MAX_BODY_CHARS])
+        html = "\n\n".join(html_to_text(h[:MAX_HTML_CHARS]) for h in self.html)
+        return strip_quotes(html[:MAX_BODY_CHARS])
 
 
 def _is_dsn(body: _Body) -> bool:

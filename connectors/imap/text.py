@@ -48,6 +48,7 @@ _META_CHARSET = re.compile(
 )
 _DETECT_SAMPLE_BYTES = 64 * 1024
 _SHORT_NON_ASCII = 24
+_UTF8_GOOD_PER_BAD = 5
 _DETECT_AMONG = ["gb18030", "big5", "utf_8", "shift_jis", "euc_kr", "cp1252", "utf_16"]
 """What undeclared mail to a Chinese bank is written in; a short list keeps
 charset-normalizer from guessing exotic code pages on short texts."""
@@ -76,7 +77,8 @@ def html_meta_charset(data: bytes) -> str:
 def decode_bytes(data: bytes, label: str | None = None, *, html: bool = False) -> tuple[str, str]:
     """Text of `data` and the codec used. Order (channels.md §3): the MIME label, the
     HTML `<meta>` charset, detection (charset-normalizer), GB18030 with replacement.
-    A label is only trusted if the bytes decode strictly with it."""
+    A label is only trusted if the bytes decode strictly with it. UTF-8 with a few bad
+    bytes stays UTF-8, with U+FFFD where they were: read as GB18030 every word is lost."""
     if data.isascii():
         return data.decode("ascii"), "ascii"
     candidates = [codec_for(label)]
@@ -90,6 +92,8 @@ def decode_bytes(data: bytes, label: str | None = None, *, html: bool = False) -
             return data.decode(codec), codec
         except (UnicodeDecodeError, LookupError):
             continue
+    if _mostly_utf8(data):
+        return data.decode("utf-8", errors="replace"), "utf-8"
     if sum(b > 0x7F for b in data[:256]) < _SHORT_NON_ASCII:
         try:  # too little to detect reliably; Chinese mail that is not UTF-8 is GB
             return data.decode("gb18030"), "gb18030"
@@ -102,6 +106,17 @@ def decode_bytes(data: bytes, label: str | None = None, *, html: bool = False) -
         except (UnicodeDecodeError, LookupError):
             pass
     return data.decode("gb18030", errors="replace"), "gb18030"
+
+
+def _mostly_utf8(data: bytes) -> bool:
+    """Valid UTF-8 but for a few bytes (a stray cp1252 byte pasted in, a character cut at
+    the end): at least `_UTF8_GOOD_PER_BAD` multi-byte characters decode for each bad
+    sequence. GBK/GB18030 text read as UTF-8 gives far more bad sequences than good ones
+    (about 1 good per 4 bad on real text; 5 random hanzi pass 1 time in 10 000)."""
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd")
+    good = len(text) - len(text.encode("ascii", errors="ignore")) - bad
+    return good >= _UTF8_GOOD_PER_BAD * bad
 
 
 def _detect(data: bytes) -> str:
@@ -137,6 +152,37 @@ class _TextExtractor(HTMLParser):
         self.parts: list[str] = []
         self._skip_tag = ""
         self._skip_depth = 0
+        self._at_eof = False
+
+    def close(self) -> None:
+        self._at_eof = True
+        super().close()
+
+    # At the end of the input, html.parser without the gh-135462 fix (CVE-2025-6069; our
+    # Python is 3.11.7) searched again from every `<` of an unterminated tag, comment or
+    # declaration to the end of the input: quadratic (128 KB of `<a x` took 100 s). As
+    # HTML5 and the fixed stdlib do, an unterminated construct runs to the end of the
+    # input instead, and is not text.
+
+    def parse_starttag(self, i: int) -> int:
+        return self._to_eof(super().parse_starttag(i))
+
+    def parse_endtag(self, i: int) -> int:
+        return self._to_eof(super().parse_endtag(i))
+
+    def parse_comment(self, i: int, report: bool = True) -> int:
+        return self._to_eof(super().parse_comment(i, report))
+
+    def parse_html_declaration(self, i: int) -> int:
+        return self._to_eof(super().parse_html_declaration(i))
+
+    def parse_pi(self, i: int) -> int:
+        return self._to_eof(super().parse_pi(i))
+
+    def _to_eof(self, end: int) -> int:
+        """Where an html.parser construct ends: -1 ("wait for more input") is the end of
+        the input once `close()` said no more comes."""
+        return len(self.rawdata) if end < 0 and self._at_eof else end
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if self._skip_depth:
@@ -192,6 +238,9 @@ def html_to_text(html: str) -> str:
 # --- quoted history and signatures ---------------------------------------------
 
 _C = r"\s*[:：]"
+# Never two runs that can both match spaces with only optional text between them
+# (`\s*[>*]*\s*`): on a long line of spaces the engine tries every split between them
+# (200 000 spaces took 8 min). `\s*(?:[>*]+\s*)?` matches the same lines in linear time.
 _SPLITTERS = [
     re.compile(r"^\s*-{2,}\s*(原始邮件|原始郵件|Original Message|Original)\s*-{2,}\s*$", re.I),
     re.compile(r"^\s*_{10,}\s*$"),  # Outlook's rule above its From:/Sent: block
@@ -199,20 +248,20 @@ _SPLITTERS = [
     re.compile(r"^\s*On\b.{0,200}\bwrote:\s*$", re.I),
     re.compile(r"^\s*(Le|Am|El)\b.{0,200}(a écrit|schrieb|escribió)\s*:\s*$", re.I),
 ]
-_HEADER_FROM = re.compile(rf"^\s*[>*]*\s*(发件人|發件人|寄件者|From){_C}", re.I)
+_HEADER_FROM = re.compile(rf"^\s*(?:[>*]+\s*)?(发件人|發件人|寄件者|From){_C}", re.I)
 _HEADER_NEXT = re.compile(
-    rf"^\s*[>*]*\s*(发送时间|發送時間|时间|日期|寄件日期|收件人|抄送|主题|主旨|Sent|Date|To|Cc|Subject)\*?{_C}",
+    rf"^\s*(?:[>*]+\s*)?(发送时间|發送時間|时间|日期|寄件日期|收件人|抄送|主题|主旨|Sent|Date|To|Cc|Subject)\*?{_C}",
     re.I,
 )
 _SIGNATURE = re.compile(r"^-- ?$")
 _MOBILE_FOOTER = re.compile(
     r"^\s*(发自我的\S{1,20}|發自我的\S{1,20}"
-    r"|[-—]*\s*(来自|發自|发自)\S{0,12}(邮箱|郵箱|邮件|Mail)\S{0,12}"
+    r"|(?:[-—]+\s*)?(来自|發自|发自)\S{0,12}(邮箱|郵箱|邮件|Mail)\S{0,12}"
     r"|Sent from my .{1,40}|Get Outlook for (iOS|Android))\s*$",
     re.I,
 )
 SUBJECT_PREFIX = re.compile(
-    r"^\s*((回复|回覆|答复|答覆|转发|轉寄|转寄|Re|Fw|Fwd|AW|WG|SV|VS|RIF|R)\s*(\[\d+\])?\s*[:：]\s*)+",
+    r"^\s*((回复|回覆|答复|答覆|转发|轉寄|转寄|Re|Fw|Fwd|AW|WG|SV|VS|RIF|R)\s*(?:\[\d+\]\s*)?[:：]\s*)+",
     re.I,
 )
 
@@ -258,16 +307,20 @@ def strip_quotes(text: str) -> str:
 
 
 def _drop_signature(lines: list[str]) -> list[str]:
-    for i, line in enumerate(lines):
-        if _SIGNATURE.match(line) and any(ln.strip() for ln in lines[:i]):
-            lines = lines[:i]
-            break
-    while lines and (not lines[-1].strip() or _MOBILE_FOOTER.match(lines[-1])):
-        if not lines[-1].strip() or any(ln.strip() for ln in lines[:-1]):
-            lines = lines[:-1]
-        else:
-            break
-    return lines
+    """The lines before a `-- ` signature line, without trailing blank and "sent from my
+    phone" lines; a signature or footer line with no text above it is kept. One pass by
+    index (copying the list per dropped line was quadratic in the footer lines)."""
+    first_text = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
+    end = next(
+        (i for i in range(first_text + 1, len(lines)) if _SIGNATURE.match(lines[i])),
+        len(lines),
+    )
+    while end > 0 and (
+        not lines[end - 1].strip()
+        or (end - 1 > first_text and _MOBILE_FOOTER.match(lines[end - 1]))
+    ):
+        end -= 1
+    return lines[:end]
 
 
 def _tidy(lines: list[str]) -> str:

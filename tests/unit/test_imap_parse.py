@@ -4,6 +4,7 @@ make_fixtures.py), its text helpers, options and cursor, and arbitrary bytes."""
 from __future__ import annotations
 
 import email
+import time
 import tomllib
 from datetime import UTC, datetime
 from email import policy
@@ -17,7 +18,13 @@ import connectors.imap
 from connectors.imap.client import encode_folder, parse_fetch, uid_set
 from connectors.imap.config import ImapOptions
 from connectors.imap.connector import ImapConnector, dump_cursor, load_cursor
-from connectors.imap.parse import RAW_KEEP_BYTES, MailContext, Skipped, parse_message
+from connectors.imap.parse import (
+    MAX_BODY_CHARS,
+    RAW_KEEP_BYTES,
+    MailContext,
+    Skipped,
+    parse_message,
+)
 from connectors.imap.text import decode_bytes, html_to_text, strip_quotes
 from ingest.abc import BadInput
 from ingest.codec import decode_event, encode_event
@@ -322,6 +329,120 @@ def test_decoding_trusts_a_label_only_if_the_bytes_fit_it() -> None:
     assert decode_bytes(b"abc", "no-such-charset") == ("abc", "ascii")
     html = b'<meta charset="gbk"><p>' + "销户".encode("gbk")
     assert "销户" in decode_bytes(html, None, html=True)[0]
+
+
+COMPLAINT = "您好，我的信用卡昨晚被盗刷了两万元，我没有授权任何交易，请立即冻结我的卡并回电。"
+
+
+@pytest.mark.parametrize(
+    ("data", "label"),
+    [
+        (COMPLAINT.encode() + b" \x92", "utf-8"),  # a stray cp1252 byte pasted in
+        (COMPLAINT.encode() + "谢".encode()[:2], "utf-8"),  # the last character cut
+        (COMPLAINT.encode()[:30] + b"\xff" + COMPLAINT.encode()[30:], None),  # no label
+        (COMPLAINT.encode() + b"\x92", "gb2312"),  # mislabelled as well
+    ],
+)
+def test_utf8_with_one_bad_byte_stays_utf8_with_a_replacement_character(
+    data: bytes, label: str | None
+) -> None:
+    """Read as GB18030 (the old fallback) every word became mojibake, 盗刷 and 冻结 with them."""
+    text, codec = decode_bytes(data, label)
+    assert codec == "utf-8"
+    assert "盗刷" in text and "冻结" in text and text.count("\ufffd") == 1
+
+
+def test_a_mail_with_a_bad_byte_keeps_its_words_and_counts_the_replacement() -> None:
+    raw = (
+        b"From: li@example.com\r\nSubject: =?utf-8?b?5oqV6K+J?=\r\nMessage-ID: <m@x>\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        + COMPLAINT.encode()
+        + b" \x92"
+    )
+    ev = parse(raw)
+    assert isinstance(ev, FeedbackEvent)
+    assert "被盗刷了两万元" in ev.text and "冻结我的卡" in ev.text
+    assert ev.meta["replacement_chars"] == 1
+    assert "replacement_chars" not in event("multipart_alternative_utf8.eml").meta
+
+
+@pytest.mark.parametrize("label", ["gbk", "utf-8", None])
+@pytest.mark.parametrize("junk", [b"\x80", b" \xff", b"\x92"])
+def test_gbk_with_a_bad_byte_is_not_taken_for_utf8(label: str | None, junk: bytes) -> None:
+    """GBK read as UTF-8 gives far more bad sequences than good ones: it stays GB."""
+    text, codec = decode_bytes(COMPLAINT.encode("gbk") + junk, label)
+    assert codec == "gb18030" and "盗刷" in text and "冻结" in text
+
+
+@settings(max_examples=200, deadline=2000)
+@given(
+    st.text(alphabet="您好信用卡被盗刷转账失败请尽快处理投诉客服网点排队，。", min_size=20),
+    st.integers(min_value=0, max_value=10_000),
+    st.integers(min_value=0x80, max_value=0xFF),
+    st.sampled_from([None, "utf-8", "us-ascii"]),
+)
+def test_one_stray_byte_anywhere_in_utf8_never_turns_it_into_another_charset(
+    text: str, where: int, byte: int, label: str | None
+) -> None:
+    head, tail = "盗刷冻结".encode(), text.encode()
+    where %= len(tail) + 1
+    decoded, codec = decode_bytes(head + tail[:where] + bytes([byte]) + tail[where:], label)
+    assert codec == "utf-8" and decoded.startswith("盗刷冻结")
+
+
+# --- linear time on hostile bodies: one mail must not stall the poll -----------------
+
+
+def html_mail(body: str) -> bytes:
+    return (
+        b"From: zhang@example.com\r\nSubject: test\r\nMessage-ID: <q@example.com>\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n" + body.encode()
+    )
+
+
+@pytest.mark.parametrize("junk", ["<a x", '<a b="x', "<!--x>"])
+def test_an_html_mail_of_unterminated_markup_parses_in_linear_time(junk: str) -> None:
+    """html.parser without the gh-135462 fix (our 3.11.7) rescanned to the end from every
+    unterminated `<`: 128 KB of `<a x` took 100 s, and the uncommitted cursor brought the
+    mail back forever."""
+    raw = html_mail("<html><body><p>我的卡被盗刷了</p>" + junk * (128_000 // len(junk)))
+    started = time.perf_counter()
+    ev = parse(raw)
+    assert time.perf_counter() - started < 2
+    assert isinstance(ev, FeedbackEvent) and ev.text == "test\n我的卡被盗刷了"
+
+
+def test_unterminated_markup_at_the_end_runs_to_the_end_and_is_not_text() -> None:
+    """As in HTML5 (and the fixed stdlib): markup junk no longer leaks into the text."""
+    assert html_to_text("<p>卡被冻结</p><p>请回电<a href='x") == "卡被冻结\n\n请回电"
+    assert html_to_text("<p>卡被冻结</p><!-- x") == "卡被冻结"
+    assert html_to_text("<p>余额<100元</p>") == "余额<100元"
+
+
+def test_a_huge_html_body_is_read_only_up_to_a_bound() -> None:
+    """Linear is not enough inside the poll: 4 million characters of `<<` took 4 s."""
+    raw = html_mail("<p>" + "<<投诉" * 1_000_000)
+    started = time.perf_counter()
+    ev = parse(raw)
+    assert time.perf_counter() - started < 2
+    assert isinstance(ev, FeedbackEvent) and ev.text.startswith("test\n<<投诉")
+    assert ev.meta["text_truncated_from_chars"] <= MAX_BODY_CHARS + len("test\n")
+
+
+def test_many_phone_footer_lines_are_stripped_in_linear_time() -> None:
+    """Dropping the last line by copying the list was quadratic: 40 000 lines took 6 s."""
+    text = "我的卡被盗刷了\n" + "Sent from my iPhone\n" * 80_000
+    started = time.perf_counter()
+    assert strip_quotes(text) == "我的卡被盗刷了"
+    assert time.perf_counter() - started < 2
+
+
+def test_a_long_run_of_spaces_does_not_stall_the_quote_stripper() -> None:
+    """`^\\s*[>*]*\\s*From:` tried every split of a line of spaces: 200 000 took 8 min."""
+    text = "我的卡被盗刷了\n" + " " * 200_000 + "x"
+    started = time.perf_counter()
+    assert strip_quotes(text) == text
+    assert time.perf_counter() - started < 2
 
 
 # --- client helpers (pure) --------------------------------------------------------
