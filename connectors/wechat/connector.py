@@ -132,17 +132,15 @@ class _Callback(PushConnector):
         """Publish, then answer `success`, also for a signed message that could not be
         used once its dead letter is confirmed: any other answer makes WeChat retry the
         same bytes and show the customer "该公众号暂时无法提供服务" (channels.md §1.1),
-        while the dead letter already holds them for a replay after a fix."""
+        while the dead letter already holds them for a replay after a fix (the publisher
+        logs and counts it)."""
         if failure is not None:
             await self.intake.publish([], [failure])
-            log.warning("wechat_dead_lettered", kind=failure.kind, reason=failure.reason)
             return SUCCESS
         events, bad = self.parse_message(message)
         keep = [e for e in events if self.wanted(e)]
         if keep or bad:
             await self.intake.publish(keep, bad)  # returns once the broker confirmed
-        for item in bad:
-            log.warning("wechat_dead_lettered", kind=item.kind, reason=item.reason)
         for event in events:
             if event not in keep:
                 log.info("wechat_event_ignored", event_id=event.id, text=event.text)
@@ -301,11 +299,20 @@ class WecomConnector(_Callback):
             self.schedule(notice)
         return [record], []
 
+    @staticmethod
+    def _signing(query: dict[str, str]) -> tuple[str, str, str]:
+        """(msg_signature, timestamp, nonce), refused (403) if one is missing: checked
+        before a callback's body is read, since nothing unsigned is worth reading."""
+        sent = query.get("msg_signature", "")
+        timestamp, nonce = query.get("timestamp", ""), query.get("nonce", "")
+        if not (sent and timestamp and nonce):
+            raise Rejected(403, "forged", "missing msg_signature, timestamp or nonce")
+        return sent, timestamp, nonce
+
     def _signed(self, query: dict[str, str], payload: str) -> tuple[str, str]:
         assert self.crypto is not None
-        timestamp, nonce = query.get("timestamp", ""), query.get("nonce", "")
-        sent = query.get("msg_signature", "")
-        if not (sent and timestamp and nonce and payload):
+        sent, timestamp, nonce = self._signing(query)
+        if not payload:
             raise Rejected(403, "forged", "missing msg_signature, timestamp or nonce")
         try:
             self.crypto.verify(sent, timestamp, nonce, payload)
@@ -327,8 +334,7 @@ class WecomConnector(_Callback):
 
     async def receive(self, request: web.Request) -> web.Response:
         query = raw_query(request)
-        if not all(query.get(key) for key in ("msg_signature", "timestamp", "nonce")):
-            raise Rejected(403, "forged", "missing msg_signature, timestamp or nonce")
+        self._signing(query)
         body = await read_body(request)
         try:
             envelope = parse_envelope(body)
