@@ -174,6 +174,13 @@ class NgramModel:
         """`explain` as a reason's words: "登录 +0.41, 不上 +0.3" ("" when none)."""
         return ", ".join(f"{gram} +{margin:g}" for gram, margin in self.explain(text, name))
 
+    def chose(self, text: str, name: str, probability: float) -> str:
+        """A reason's words for a class this model chose: its probability and the
+        n-grams behind it ("learned n-gram model p=0.83 (登录 +0.41)")."""
+        return (
+            f"learned n-gram model p={probability:.2f} ({self.because(text, name) or 'its prior'})"
+        )
+
 
 def model_document(
     classes: Iterable[str],

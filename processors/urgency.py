@@ -276,8 +276,7 @@ class Urgency:
         probability = prediction.probabilities[best]
         if probability < self.options.kind_model_probability or (best == "praise" and low):
             return None
-        pushes = self.kind_model.because(text, best)
-        why = f"no cue word; learned n-gram model p={probability:.2f} ({pushes or 'its prior'})"
+        why = f"no cue word; {self.kind_model.chose(text, best, probability)}"
         return cast(Kind, best), why  # its classes are checked at start-up
 
     def _escalations(self, record: FeedbackRecord) -> list[tuple[str, str]]:
@@ -388,12 +387,8 @@ class Urgency:
             # "product" dominates, and would outvote 理赔/审核 words on an insurer's text.
             prediction = self.category_model.predict(text)
             best = prediction.label
-            pushes = self.category_model.because(text, best)
-            detail = (
-                f"{best}: no category word; learned n-gram model "
-                f"p={prediction.probabilities[best]:.2f} ({pushes or 'its prior'})"
-            )
-            reasons.append(Reason("category", detail, 0.3))
+            chose = self.category_model.chose(text, best, prediction.probabilities[best])
+            reasons.append(Reason("category", f"{best}: no category word; {chose}", 0.3))
             return best
         if not best:
             best = self.rules.default_category
