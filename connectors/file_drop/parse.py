@@ -27,6 +27,7 @@ from connectors.file_drop.record import DropFile, to_event
 from ingest.abc import BadInput
 from ingest.errors import PermanentError
 from ingest.model import FeedbackEvent
+from ingest.text_bytes import mostly_utf8
 
 Item = FeedbackEvent | BadInput
 
@@ -93,6 +94,9 @@ def detect_csv_encoding(head: bytes) -> str:
     A BOM decides. Otherwise the non-ASCII lines vote: GB18030 (the superset of GBK
     that Excel on a Chinese Windows writes) only if most of them are not UTF-8, so a
     UTF-8 file with one corrupt line stays UTF-8 and only that line is dead-lettered.
+    A line that is UTF-8 but for a stray byte (`ingest.text_bytes.mostly_utf8`) votes
+    UTF-8: when it was the only non-ASCII line, the file was read as GB18030 and the
+    line became mojibake.
     """
     if head.startswith(GB18030_BOM):
         return "gb18030"
@@ -108,7 +112,10 @@ def detect_csv_encoding(head: bytes) -> str:
             line.decode("utf-8")
             utf8 += 1
         except UnicodeDecodeError:
-            other += 1
+            if mostly_utf8(line):
+                utf8 += 1
+            else:
+                other += 1
     return "utf-8" if utf8 >= other else "gb18030"
 
 

@@ -12,6 +12,8 @@ from html.parser import HTMLParser
 
 from charset_normalizer import from_bytes
 
+from ingest.text_bytes import mostly_utf8_text
+
 # --- charsets -----------------------------------------------------------------
 
 CHARSET_ALIASES = {
@@ -48,7 +50,6 @@ _META_CHARSET = re.compile(
 )
 _DETECT_SAMPLE_BYTES = 64 * 1024
 _SHORT_NON_ASCII = 24
-_UTF8_GOOD_PER_BAD = 5
 _DETECT_AMONG = ["gb18030", "big5", "utf_8", "shift_jis", "euc_kr", "cp1252", "utf_16"]
 """What undeclared mail to a Chinese bank is written in; a short list keeps
 charset-normalizer from guessing exotic code pages on short texts."""
@@ -92,8 +93,9 @@ def decode_bytes(data: bytes, label: str | None = None, *, html: bool = False) -
             return data.decode(codec), codec
         except (UnicodeDecodeError, LookupError):
             continue
-    if _mostly_utf8(data):
-        return data.decode("utf-8", errors="replace"), "utf-8"
+    lenient = mostly_utf8_text(data)  # ingest/text_bytes.py: the rule all connectors share
+    if lenient is not None:
+        return lenient[0], "utf-8"
     if sum(b > 0x7F for b in data[:256]) < _SHORT_NON_ASCII:
         try:  # too little to detect reliably; Chinese mail that is not UTF-8 is GB
             return data.decode("gb18030"), "gb18030"
@@ -106,17 +108,6 @@ def decode_bytes(data: bytes, label: str | None = None, *, html: bool = False) -
         except (UnicodeDecodeError, LookupError):
             pass
     return data.decode("gb18030", errors="replace"), "gb18030"
-
-
-def _mostly_utf8(data: bytes) -> bool:
-    """Valid UTF-8 but for a few bytes (a stray cp1252 byte pasted in, a character cut at
-    the end): at least `_UTF8_GOOD_PER_BAD` multi-byte characters decode for each bad
-    sequence. GBK/GB18030 text read as UTF-8 gives far more bad sequences than good ones
-    (about 1 good per 4 bad on real text; 5 random hanzi pass 1 time in 10 000)."""
-    text = data.decode("utf-8", errors="replace")
-    bad = text.count("\ufffd")
-    good = len(text) - len(text.encode("ascii", errors="ignore")) - bad
-    return good >= _UTF8_GOOD_PER_BAD * bad
 
 
 def _detect(data: bytes) -> str:

@@ -2,12 +2,13 @@
 letter. No I/O, no clock: the caller passes `received_at`.
 
 The steps, each refusing with a reason a person can act on: size limit, text decoding
-(UTF-8; GB18030 detected, since Chinese Windows tools write it while calling it
-UTF-8), JSON, an optional envelope `{"meta": {...}, "transcript": {...}}`, the format
-(configured or detected), the vendor parser, call metadata (sidecar > envelope >
-transcript), then the event: the customer's words as `text`, the whole dialogue as
-`turns`, the signals in `meta`. The id is `stable_id("phone", source, call_id)`, so a
-transcript delivered twice, by file or webhook, lands on one record.
+(UTF-8, kept with U+FFFD for a few bad bytes; GB18030 detected, since Chinese Windows
+tools write it while calling it UTF-8), JSON, an optional envelope
+`{"meta": {...}, "transcript": {...}}`, the format (configured or detected), the
+vendor parser, call metadata (sidecar > envelope > transcript), then the event: the
+customer's words as `text`, the whole dialogue as `turns`, the signals in `meta`. The
+id is `stable_id("phone", source, call_id)`, so a transcript delivered twice, by file
+or webhook, lands on one record.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from connectors.transcripts.signals import call_signals
 from ingest.abc import BadInput
 from ingest.codec import MAX_MESSAGE_BYTES, MAX_TEXT_CHARS, encode_event
 from ingest.model import FeedbackEvent, Turn, stable_id
+from ingest.text_bytes import mostly_utf8_text
 
 CHANNEL = "phone"
 LOCAL_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
@@ -42,30 +44,37 @@ _DETECTORS: tuple[tuple[str, Callable[[Mapping[str, Any]], bool]], ...] = (
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
-def decode_json(data: bytes, what: str = "transcript") -> tuple[Any, str]:
-    """(document, encoding it was read in). JSON is UTF-8 (RFC 8259); a BOM is
-    tolerated, UTF-16 with a BOM and GB18030 (GBK) are detected and read."""
-    encoding = "utf-8"
+def decode_json(data: bytes, what: str = "transcript") -> tuple[Any, str, int]:
+    """(document, encoding it was read in, U+FFFD put in for bad bytes). JSON is UTF-8
+    (RFC 8259); a BOM is tolerated, UTF-8 with a few bad bytes (a stray cp1252 byte, a
+    character cut) stays UTF-8 with U+FFFD in their place, UTF-16 with a BOM and
+    GB18030 (GBK) are detected and read."""
+    encoding, replaced = "utf-8", 0
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
     try:
         content: str | bytes = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        content, encoding = _other_encoding(data, exc, what)
+        content, encoding, replaced = _other_encoding(data, exc, what)
     try:
-        return orjson.loads(content), encoding
+        return orjson.loads(content), encoding, replaced
     except orjson.JSONDecodeError as exc:
         raise Refused(f"{what} is not JSON ({encoding}): {exc}", "bad_json") from None
 
 
-def _other_encoding(data: bytes, error: UnicodeDecodeError, what: str) -> tuple[str, str]:
+def _other_encoding(data: bytes, error: UnicodeDecodeError, what: str) -> tuple[str, str, int]:
+    """Read as GB18030, one stray byte in a UTF-8 file turns every word into mojibake
+    (盗刷 and 冻结 with them) or fails: mostly-UTF-8 bytes are tried first."""
     if data.startswith(_UTF16_BOMS):
         try:
-            return data.decode("utf-16"), "utf-16"
+            return data.decode("utf-16"), "utf-16", 0
         except UnicodeDecodeError:
             pass
+    lenient = mostly_utf8_text(data)
+    if lenient is not None:
+        return lenient[0], "utf-8", lenient[1]
     try:
-        return data.decode("gb18030"), "gb18030"
+        return data.decode("gb18030"), "gb18030", 0
     except UnicodeDecodeError:
         raise Refused(
             f"{what} is neither UTF-8 nor GB18030: invalid byte {data[error.start]:#04x} "
@@ -91,12 +100,13 @@ def _unwrap(doc: Any) -> tuple[Mapping[str, Any], dict[str, Any]]:
     return top, {}
 
 
-def _sidecar(data: bytes | None) -> dict[str, Any]:
+def _sidecar(data: bytes | None) -> tuple[dict[str, Any], int]:
+    """The sidecar's fields and the U+FFFD put in decoding it."""
     if data is None:
-        return {}
+        return {}, 0
     try:
-        doc, _ = decode_json(data, "sidecar")
-        return dict(obj(doc, "sidecar"))
+        doc, _, replaced = decode_json(data, "sidecar")
+        return dict(obj(doc, "sidecar")), replaced
     except Refused as exc:
         raise Refused(f"sidecar .meta.json: {exc.reason}", "bad_sidecar") from None
 
@@ -139,16 +149,17 @@ def parse_call(
     *,
     name: str = "",
     sidecar: bytes | None = None,
-) -> tuple[Call, str]:
-    """Bytes → (Call, encoding); raises `Refused`."""
+) -> tuple[Call, dict[str, Any]]:
+    """Bytes → (Call, what the event's meta says about decoding); raises `Refused`."""
     if len(data) > options.max_file_bytes:
         raise Refused(
             f"{len(data)} bytes, the limit is max_file_bytes = {options.max_file_bytes}",
             "oversized",
         )
-    raw_doc, encoding = decode_json(data)
+    raw_doc, encoding, replaced = decode_json(data)
     doc, meta = _unwrap(raw_doc)
-    meta.update(_sidecar(sidecar))
+    sidecar_meta, sidecar_replaced = _sidecar(sidecar)
+    meta.update(sidecar_meta)
     name = str(meta.get("file_name") or name)
     fmt = options.format if options.format != "auto" else detect(doc)
     if options.format != "auto" and not dict(_DETECTORS)[fmt](doc):
@@ -160,7 +171,18 @@ def parse_call(
     else:
         call = parse_generic.parse(doc)
     _apply_metadata(call, meta)
-    return call, encoding
+    return call, _decoding_meta(encoding, replaced + sidecar_replaced)
+
+
+def _decoding_meta(encoding: str, replaced: int) -> dict[str, Any]:
+    """`meta.encoding` when it was not UTF-8; `meta.replacement_chars` (as the imap
+    connector writes it) when bad bytes were replaced: says why a word may be missing."""
+    meta: dict[str, Any] = {}
+    if encoding != "utf-8":
+        meta["encoding"] = encoding
+    if replaced:
+        meta["replacement_chars"] = replaced
+    return meta
 
 
 def build_event(
@@ -230,10 +252,9 @@ def parse_transcript(
 ) -> tuple[list[FeedbackEvent], list[BadInput]]:
     """One payload → ([event], []) or ([], [dead letter with the original bytes])."""
     try:
-        call, encoding = parse_call(data, options, name=name, sidecar=sidecar)
+        call, decoding = parse_call(data, options, name=name, sidecar=sidecar)
         event = build_event(call, options, received_at=received_at, raw_ref=ref)
     except Refused as exc:
         return [], [BadInput(exc.reason, data[:DEAD_LETTER_BYTES], ref, exc.kind)]
-    if encoding != "utf-8":
-        event.meta["encoding"] = encoding
+    event.meta.update(decoding)
     return [event], []
