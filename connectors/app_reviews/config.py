@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Literal
 
+from connectors.app_reviews.http import MAX_RESPONSE_BYTES
 from ingest.options import Secret
 
 _APPLE_ID = re.compile(r"^\d{5,15}$")
@@ -42,6 +43,9 @@ class PollingOptions:
     """Reviews per batch handed to the runtime (one cursor commit per batch)."""
     max_pages: int = 200
     """Pages one poll reads at most: bounds a runaway pagination."""
+    max_response_bytes: int = MAX_RESPONSE_BYTES
+    """Largest answer body read (8 MiB, see `http.MAX_RESPONSE_BYTES`); a bigger one is
+    refused unread and the poll fails, to be retried later."""
     backfill_days: int = 30
     """On the first poll (no cursor): how far back to read, where the store can go back."""
     since: str = ""
@@ -52,6 +56,10 @@ class PollingOptions:
     def _check_polling(self) -> None:
         for name in ("poll_interval_secs", "timeout_secs", "batch_size", "max_pages"):
             _positive(name, getattr(self, name))
+        if not 64 << 10 <= self.max_response_bytes <= 256 << 20:
+            raise ValueError(
+                f"max_response_bytes must be 65536-268435456, got {self.max_response_bytes}"
+            )
         if not 0 <= self.max_retries <= 10:
             raise ValueError(f"max_retries must be 0-10, got {self.max_retries}")
         if not 1 <= self.backfill_days <= 3650:

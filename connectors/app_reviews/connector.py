@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -30,7 +31,10 @@ class ReviewConnector(PullConnector):
         polling: PollingOptions = options
         self.poll_interval_secs = polling.poll_interval_secs
         self.http = StoreHttp(
-            self.store, timeout_secs=polling.timeout_secs, max_retries=polling.max_retries
+            self.store,
+            timeout_secs=polling.timeout_secs,
+            max_retries=polling.max_retries,
+            max_response_bytes=polling.max_response_bytes,
         )
         self.clock: Callable[[], float] = time.time
         """Wall clock (Unix seconds): token lifetimes, JWT times, backfill windows."""
@@ -55,21 +59,30 @@ class ReviewConnector(PullConnector):
             return since
         return int(self.clock() * 1000) - polling.backfill_days * DAY_MS
 
-    def decode_watermark(self, cursor: str | None) -> Watermark:
+    def decode_watermark(self, cursor: str | None, now_ms: int) -> Watermark:
         try:
-            return Watermark.decode(cursor)
+            mark = Watermark.decode(cursor)
         except ValueError as exc:
             # Not ours (an older format, a hand edit): read from the backfill horizon;
             # ids are deterministic, so re-read reviews land on their records.
             self.log.warning("app_reviews.cursor_unreadable", error=str(exc))
             return Watermark()
+        if mark.at_ms > now_ms:
+            # Moved ahead by a future-stamped review before the watermark was kept
+            # behind now (or this host's clock went back): reviews stamped between the
+            # last real one and now may have been skipped. Read from the horizon again.
+            ahead_secs = (mark.at_ms - now_ms) // 1000
+            self.log.warning("app_reviews.cursor_ahead", ahead_secs=ahead_secs)
+            return mark.rewound()
+        return mark
 
     async def watermark_read(
         self, cursor: str | None, pages: Callable[[Watermark], AsyncGenerator[Page, None]]
     ) -> AsyncGenerator[Batch, None]:
         """Collect every new review from `pages(mark)` (newest first), then yield them
         oldest first in batches, each with the watermark covering it."""
-        mark = self.decode_watermark(cursor)
+        now_ms = int(self.clock() * 1000)
+        mark = self.decode_watermark(cursor, now_ms)
         floor = self.backfill_floor_ms(mark)
         found: list[Found] = []
         bad: list[BadInput] = []
@@ -79,9 +92,9 @@ class ReviewConnector(PullConnector):
             bad += page.bad
             skipped += page.skipped
         fresh_bad, reported = unreported(bad, mark.reported)
-        mark = Watermark(mark.at_ms, mark.ids, reported)
+        mark = replace(mark, reported=reported)
         self.note_poll(len(found), len(fresh_bad), skipped)
-        batches = list(watermark_batches(found, mark, self.options.batch_size))
+        batches = list(watermark_batches(found, mark, self.options.batch_size, now_ms=now_ms))
         if not batches and fresh_bad:
             batches = [([], mark)]
         pending = sum(len(events) for events, _ in batches)

@@ -7,6 +7,14 @@ mistaken for one. A review is new when it is newer than the watermark, or as old
 not among its ids; an edited review has a newer time, so it comes back (same record
 id: the sinks update it in place).
 
+The watermark never passes the poll's "now". A review stamped later (a store's clock
+ahead, or a forged date) is handed on like any other, but it does not move the
+watermark: it is kept in `ahead` (id → its time) so it is not handed on again, and
+dropped from there once the watermark passes its time. A watermark moved a day ahead
+would otherwise skip, for good, every review of that day stamped with a real time.
+There is no skew allowance: a watermark allowed to run N minutes ahead skips the
+reviews stamped in those minutes, and `ahead` already covers a store a little fast.
+
 The public Apple RSS feed has no trustworthy modification time (older responses
 carry none), so its cursor is what channels.md recommends: the ids already seen per
 storefront with their `updated` stamp, capped at the feed's own window (500).
@@ -21,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
@@ -30,6 +38,9 @@ from ingest.model import FeedbackEvent
 
 CURSOR_VERSION = 1
 MAX_REPORTED = 200
+MAX_AHEAD = 200
+"""Future-stamped reviews remembered at most (the soonest kept); one forgotten is only
+handed on again, onto its own record."""
 RSS_WINDOW = 500
 """Apple serves at most 10 pages of 50 reviews per storefront: ids older than that can
 only come back edited, and an edited review is re-read anyway."""
@@ -51,25 +62,36 @@ class Watermark:
     ids: frozenset[str] = frozenset()
     reported: tuple[str, ...] = ()
     """Digests of unusable items already dead-lettered (`unreported`)."""
+    ahead: Mapping[str, int] = field(default_factory=dict)
+    """Reviews handed on with a time after the poll's now: id → that time, Unix ms."""
 
     def is_new(self, at_ms: int, review_id: str) -> bool:
+        if self.ahead.get(review_id) == at_ms:
+            return False
         return at_ms > self.at_ms or (at_ms == self.at_ms and review_id not in self.ids)
 
     def is_older(self, at_ms: int) -> bool:
         """Strictly before the watermark: paging newest-first may stop here."""
         return at_ms < self.at_ms
 
-    def advance(self, at_ms: int, review_id: str) -> Watermark:
+    def advance(self, at_ms: int, review_id: str, *, now_ms: int) -> Watermark:
+        """Past this review, handed on; one stamped after `now_ms` goes to `ahead`."""
+        if at_ms > now_ms:
+            ahead = sorted({**self.ahead, review_id: at_ms}.items(), key=lambda kv: kv[::-1])
+            return replace(self, ahead=dict(ahead[:MAX_AHEAD]))
         if at_ms > self.at_ms:
-            return Watermark(at_ms, frozenset({review_id}), self.reported)
+            passed = {i: t for i, t in self.ahead.items() if t >= at_ms}
+            return replace(self, at_ms=at_ms, ids=frozenset({review_id}), ahead=passed)
         if at_ms == self.at_ms:
-            return Watermark(at_ms, self.ids | {review_id}, self.reported)
+            return replace(self, ids=self.ids | {review_id})
         return self
 
     def encode(self) -> str:
-        doc = {"v": CURSOR_VERSION, "t": self.at_ms, "ids": sorted(self.ids)}
+        doc: dict[str, object] = {"v": CURSOR_VERSION, "t": self.at_ms, "ids": sorted(self.ids)}
         if self.reported:
             doc["bad"] = list(self.reported)
+        if self.ahead:
+            doc["ahead"] = dict(sorted(self.ahead.items()))
         return orjson.dumps(doc).decode()
 
     @classmethod
@@ -81,7 +103,17 @@ class Watermark:
         at_ms, ids = doc.get("t"), doc.get("ids")
         if not isinstance(at_ms, int) or not isinstance(ids, list):
             raise ValueError("watermark cursor needs integer 't' and list 'ids'")
-        return cls(at_ms, frozenset(str(i) for i in ids), _reported(doc))
+        ahead = doc.get("ahead", {})
+        if not isinstance(ahead, dict) or not all(isinstance(t, int) for t in ahead.values()):
+            raise ValueError("watermark cursor: 'ahead' must map ids to integers")
+        return cls(at_ms, frozenset(str(i) for i in ids), _reported(doc), ahead)
+
+    def rewound(self) -> Watermark:
+        """For a stored watermark after now (written before it was kept behind now):
+        none, so the poll reads from the backfill horizon again, as for an unreadable
+        cursor; the reviews it holds stay known (`ahead`), not handed on again."""
+        ahead = {**dict.fromkeys(self.ids, self.at_ms), **self.ahead}
+        return Watermark(reported=self.reported, ahead=ahead)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,15 +207,15 @@ def oldest_first(found: Iterable[Found]) -> list[Found]:
 
 
 def watermark_batches(
-    found: Iterable[Found], start: Watermark, size: int
+    found: Iterable[Found], start: Watermark, size: int, *, now_ms: int
 ) -> Iterator[tuple[list[FeedbackEvent], Watermark]]:
     """Batches of at most `size` events, oldest first, each with the watermark that
-    covers it and everything before it."""
+    covers it and everything before it (never after `now_ms`)."""
     mark = start
     chunk: list[FeedbackEvent] = []
     for item in oldest_first(found):
         chunk.append(item.event)
-        mark = mark.advance(item.at_ms, item.review_id)
+        mark = mark.advance(item.at_ms, item.review_id, now_ms=now_ms)
         if len(chunk) >= size:
             yield chunk, mark
             chunk = []

@@ -8,6 +8,11 @@ raises `TransientError` and the runtime retries the whole poll later with its ow
 backoff, nothing committed. Any other answer is returned to the caller, which turns
 401/403/404 into a `ConfigError` naming the option that is wrong. Sleeping and the
 clock are injectable so tests check the waits without waiting.
+
+A body is read as it arrives and refused once it passes `max_response_bytes`
+(`AnswerTooLarge`, a `TransientError` like every other bad answer of a store: the poll
+fails and is retried later). It is not retried here: the same endpoint would most
+likely send the same body again.
 """
 
 from __future__ import annotations
@@ -31,7 +36,21 @@ MAX_RETRY_AFTER_SECS = 120.0
 """A store asking for longer than this is better served by the runtime's own backoff
 (the poll fails and is retried later) than by holding a connection in a sleep."""
 
+MAX_RESPONSE_BYTES = 8 << 20
+"""Default cap on one answer's body (after aiohttp undid any gzip), 8 MiB. The biggest
+page a store documents is App Store Connect's 200 reviews (Google Play and AppGallery
+100, the RSS feed 50); the captured pages in tests/fixtures hold 0.2-1 KB per review
+with its metadata. Even 10 KB per review (several thousand characters, or Chinese
+escaped as \\uXXXX, 6 bytes a character) makes a 2 MB page: 8 MiB leaves four times
+that, and stops a broken or hostile endpoint (or proxy) from filling the worker's
+memory. The `max_response_bytes` option changes it."""
+READ_CHUNK_BYTES = 64 << 10
+
 log = get_logger("connectors.app_reviews")
+
+
+class AnswerTooLarge(TransientError):
+    """A store's answer passed `max_response_bytes`: the rest was not read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +94,10 @@ class StoreHttp:
         backoff_max_secs: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         wall_clock: Callable[[], float] = time.time,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.store = store
+        self.max_response_bytes = max_response_bytes
         self.timeout = aiohttp.ClientTimeout(total=timeout_secs)
         self.max_retries = max_retries
         self.backoff_initial_secs = backoff_initial_secs
@@ -107,6 +128,8 @@ class StoreHttp:
         while True:
             try:
                 answer = await self._once(method, url, params, headers, form, json_body)
+            except AnswerTooLarge:
+                raise
             except TransientError as exc:
                 if attempt >= self.max_retries:
                     raise
@@ -140,11 +163,35 @@ class StoreHttp:
             send["headers"]["Content-Type"] = "application/json"
         try:
             async with self._client().request(method, url, **send) as response:
-                body = await response.read()
+                body = await self._body(response)
                 return Answer(response.status, body, dict(response.headers))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             # The URL may carry a cursor but never a credential: those travel in headers.
             raise TransientError(f"{self.store}: {type(exc).__name__} ({exc})") from None
+
+    async def _body(self, response: aiohttp.ClientResponse) -> bytes:
+        """The body, read chunk by chunk and refused past `max_response_bytes`: a
+        declared length over the cap is refused before reading anything; a chunked or
+        compressed one is cut off as soon as it passes (leaving the block closes the
+        connection instead of reading the rest)."""
+        cap = self.max_response_bytes
+        declared = response.content_length
+        if declared is not None and declared > cap:
+            raise self._too_large(response.status, f"it declares {declared} bytes, none read")
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(READ_CHUNK_BYTES):
+            body += chunk
+            if len(body) > cap:
+                raise self._too_large(
+                    response.status, f"cut off after {len(body)} bytes, the rest not read"
+                )
+        return bytes(body)
+
+    def _too_large(self, status: int, detail: str) -> AnswerTooLarge:
+        return AnswerTooLarge(
+            f"{self.store}: HTTP {status} answer larger than max_response_bytes "
+            f"({self.max_response_bytes}), refused: {detail}"
+        )
 
     async def _wait(self, attempt: int, hint_secs: float | None, *, reason: str) -> None:
         if hint_secs is not None:

@@ -5,6 +5,7 @@ edits that update, ties, rate limits, tokens, crashes between batches, bad keys.
 from __future__ import annotations
 
 import contextlib
+import gzip
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +17,9 @@ from aiohttp import web
 
 from connectors.app_reviews.apple import AppStoreConnector
 from connectors.app_reviews.connector import ReviewConnector
-from connectors.app_reviews.cursor import Found
+from connectors.app_reviews.cursor import Found, Watermark
 from connectors.app_reviews.google import GooglePlayConnector
+from connectors.app_reviews.http import MAX_RESPONSE_BYTES
 from connectors.app_reviews.huawei import HuaweiAppGalleryConnector, next_query
 from connectors.app_reviews.parse import Page
 from ingest.abc import Batch, PullConnector
@@ -253,6 +255,54 @@ async def test_huawei_backfill_is_read_in_windows_of_at_most_six_months(fake: Fa
         assert "hw-old" in ids(await drain(connector))
         windows = [q for m, q in fake.requests if "/manage/dev/reviews" in q]
         assert len(windows) >= 3, "400 days need three windows (the fake refuses longer spans)"
+    finally:
+        await connector.close()
+
+
+@pytest.mark.parametrize(
+    ("cls", "options", "store", "make_item"),
+    [
+        (AppStoreConnector, asc_options, "asc", asc_item),
+        (GooglePlayConnector, google_options, "google", google_item),
+    ],
+)
+async def test_a_review_stamped_a_day_ahead_does_not_hide_the_next_polls_reviews(
+    fake: FakeStores, cls: Any, options: Any, store: str, make_item: Any
+) -> None:
+    """Clock skew at the store or a forged date: the review is published, but the
+    watermark stays at now, so a review stamped a minute ago on the next poll arrives
+    (it was behind a watermark a day ahead, skipped for good). The future one is not
+    published again. AppGallery is left out: it is asked for nothing after now."""
+    now = datetime.now(UTC)
+    reviews: list[dict[str, Any]] = getattr(fake, store)
+    reviews.append(make_item("20000000-future", now + timedelta(days=1), 0))
+    connector = make(cls, options(fake))
+    try:
+        first = await drain(connector)
+        assert "20000000-future" in ids(first)
+        reviews.append(make_item("20000001-fresh", now - timedelta(minutes=1), 1))
+        second = await drain(connector, last_cursor(first))
+        assert ids(second) == ["20000001-fresh"]
+        assert ids(await drain(connector, last_cursor(second))) == []
+    finally:
+        await connector.close()
+
+
+async def test_a_watermark_stored_ahead_of_now_is_read_again_from_the_horizon(
+    fake: FakeStores,
+) -> None:
+    """A cursor written before the fix, a day ahead: the poll reads from the backfill
+    horizon again (as for an unreadable cursor) instead of skipping until tomorrow;
+    the review the watermark stood on is not published again."""
+    now = datetime.now(UTC)
+    ahead = now + timedelta(days=1)
+    fake.google.append(google_item("gp:future", ahead, 0))
+    fake.google.append(google_item("gp:fresh", now - timedelta(minutes=1), 1))
+    stored = Watermark(int(ahead.timestamp()) * 1000, frozenset({"gp:future"})).encode()
+    connector = make(GooglePlayConnector, google_options(fake, backfill_days=7))
+    try:
+        got = ids(await drain(connector, stored))
+        assert "gp:fresh" in got and "gp:future" not in got
     finally:
         await connector.close()
 
@@ -501,6 +551,78 @@ async def test_a_retry_after_beyond_the_cap_fails_the_poll_for_the_runtime_to_re
         assert sleeps.waits == []
     finally:
         await connector.close()
+
+
+# --- hostile answers -----------------------------------------------------------------------
+
+FLOOD_BYTES = 64 << 20
+"""Eight times the default cap: the old client buffered all of it before parsing."""
+
+
+class Floods(FakeStores):
+    """Answers the first request under `flood_path` with a 200 whose body never ends
+    (64 MiB of spaces): streamed without a length, with its length declared, or as a
+    64 KB gzip that inflates to 64 MiB. Counts what it managed to send."""
+
+    flood_path = ""
+    how = "chunked"
+    sent = 0
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if not self.flood_path or not request.path.startswith(self.flood_path):
+            return await super()._middleware(request, handler)
+        self.flood_path = ""
+        self.requests.append((request.method, request.path_qs))
+        chunk = b" " * (64 << 10)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        body = [chunk] * (FLOOD_BYTES // len(chunk))
+        if self.how == "gzip":
+            body = [gzip.compress(b"".join(body), compresslevel=9)]
+            response.headers["Content-Encoding"] = "gzip"
+        if self.how != "chunked":
+            response.content_length = sum(len(c) for c in body)
+        await response.prepare(request)
+        try:
+            for piece in body:
+                await response.write(piece)
+                self.sent += len(piece)
+        except ConnectionError:
+            pass  # the client hung up: what a capped reader does
+        return response
+
+
+@pytest.mark.parametrize(
+    ("cls", "options", "path", "how"),
+    [
+        (GooglePlayConnector, google_options, "/androidpublisher", "chunked"),
+        (AppStoreConnector, asc_options, "/v1/apps", "chunked"),
+        (AppStoreConnector, rss_options, "/cn/rss", "declared"),
+        (HuaweiAppGalleryConnector, huawei_options, "/api/oauth2/v1/token", "gzip"),
+    ],
+)
+async def test_a_huge_answer_is_refused_past_the_cap_without_being_read_whole(
+    cls: Any, options: Any, path: str, how: str
+) -> None:
+    """A broken or hostile store (or proxy) sending a 64 MiB body: the poll fails with a
+    `TransientError` naming `max_response_bytes` once 8 MiB are read (a declared length
+    is refused before reading), not retried at once; the next poll gets through."""
+    async with running(Floods.with_fixtures(KEYS)) as stores:
+        stores.flood_path, stores.how = path, how
+        connector = make(cls, options(stores))
+        connector.http.sleep = sleeps = Sleeps()
+        try:
+            with pytest.raises(TransientError, match="larger than max_response_bytes") as info:
+                await drain(connector)
+            said = "it declares 67108864 bytes" if how == "declared" else "cut off after"
+            assert said in str(info.value)
+            assert sleeps.waits == [], "refused, not retried within the poll"
+            assert [q for _, q in stores.requests if q.startswith(path)][1:] == []
+            if how == "chunked":  # the rest was never read (socket buffers hold a few MB)
+                assert stores.sent < MAX_RESPONSE_BYTES + (16 << 20) < FLOOD_BYTES
+            assert len(ids(await drain(connector))) >= 3, "the next poll gets through"
+        finally:
+            await connector.close()
 
 
 # --- check() -------------------------------------------------------------------------------

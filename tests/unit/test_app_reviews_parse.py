@@ -408,14 +408,29 @@ def found(review_id: str, at_ms: int) -> Found:
     return Found(event, review_id, at_ms)
 
 
+NOW_MS = 10_000
+
+
 def test_watermark_keeps_reviews_of_the_same_millisecond_apart() -> None:
-    mark = Watermark().advance(1000, "b")
+    mark = Watermark().advance(1000, "b", now_ms=NOW_MS)
     assert not mark.is_new(1000, "b") and mark.is_new(1000, "a"), "a tie is not a duplicate"
     assert not mark.is_new(999, "z") and mark.is_new(1001, "a")
-    assert mark.advance(1000, "a").ids == {"a", "b"}
-    assert mark.advance(999, "x") == mark
-    again = Watermark.decode(mark.advance(1000, "a").encode())
+    assert mark.advance(1000, "a", now_ms=NOW_MS).ids == {"a", "b"}
+    assert mark.advance(999, "x", now_ms=NOW_MS) == mark
+    again = Watermark.decode(mark.advance(1000, "a", now_ms=NOW_MS).encode())
     assert again == Watermark(1000, frozenset({"a", "b"}))
+
+
+def test_a_review_after_now_is_remembered_without_moving_the_watermark() -> None:
+    mark = Watermark(1000, frozenset({"a"})).advance(90_000, "f", now_ms=NOW_MS)
+    assert (mark.at_ms, mark.ids, dict(mark.ahead)) == (1000, {"a"}, {"f": 90_000})
+    assert not mark.is_new(90_000, "f"), "handed on once, not on every poll"
+    assert mark.is_new(95_000, "f"), "edited: its new version comes"
+    assert mark.is_new(2000, "x"), "a real review after the watermark still comes"
+    assert Watermark.decode(mark.encode()) == mark
+    passed = mark.advance(5000, "x", now_ms=NOW_MS).advance(90_000, "y", now_ms=100_000)
+    assert (passed.at_ms, dict(passed.ahead)) == (90_000, {"f": 90_000}), "same ms: kept"
+    assert passed.advance(90_001, "z", now_ms=100_000).ahead == {}, "passed: forgotten"
 
 
 def test_an_edited_review_is_new_again() -> None:
@@ -425,7 +440,7 @@ def test_an_edited_review_is_new_again() -> None:
 
 def test_batches_come_oldest_first_and_each_cursor_covers_its_batch() -> None:
     items = [found("c", 3000), found("a", 1000), found("b", 2000), found("a", 1500)]
-    batches = list(watermark_batches(items, Watermark(), size=2))
+    batches = list(watermark_batches(items, Watermark(), size=2, now_ms=NOW_MS))
     assert [[e.id for e in events] for events, _ in batches] == [["e-a", "e-b"], ["e-c"]]
     assert [m.at_ms for _, m in batches] == [2000, 3000]
     assert [f.at_ms for f in oldest_first(items) if f.review_id == "a"] == [1500]
@@ -433,7 +448,12 @@ def test_batches_come_oldest_first_and_each_cursor_covers_its_batch() -> None:
 
 def test_cursors_refuse_what_is_not_theirs() -> None:
     assert Watermark.decode(None) == Watermark()
-    for bad in ("nope", '{"v": 9}', '{"v": 1, "t": "x", "ids": []}'):
+    for bad in (
+        "nope",
+        '{"v": 9}',
+        '{"v": 1, "t": "x", "ids": []}',
+        '{"v": 1, "t": 1, "ids": [], "ahead": {"f": "x"}}',
+    ):
         with pytest.raises(ValueError):
             Watermark.decode(bad)
     with pytest.raises(ValueError):
