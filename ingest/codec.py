@@ -37,6 +37,7 @@ huge body must not stall a worker."""
 MAX_TEXT_CHARS = 50_000
 """Longest `text` accepted; longer feedback is truncated by connectors on purpose,
 anything longer reaching the bus is a producer bug and is dead-lettered."""
+_SHAPE_SAMPLE_CHARS = 1000
 _ROLES = ("customer", "agent", "system")
 _LABELS = ("negative", "neutral", "positive")
 
@@ -81,7 +82,10 @@ def _envelope(body: bytes, key: str) -> Mapping[str, Any]:
     if not isinstance(doc, dict):
         raise PermanentError("message is not a JSON object", kind="bad_schema")
     if doc.get("schema") != SCHEMA:
-        raise PermanentError(f"unknown schema {doc.get('schema')!r}", kind="bad_schema")
+        raise PermanentError(
+            f"unknown schema ({value_shape(doc.get('schema'))}), expected {SCHEMA!r}",
+            kind="bad_schema",
+        )
     inner = doc.get(key)
     if not isinstance(inner, dict):
         raise PermanentError(f"message has no {key!r} object", kind="bad_schema")
@@ -136,6 +140,28 @@ def _opt_float(d: Mapping[str, Any], key: str) -> float | None:
     return float(value)
 
 
+def value_shape(value: Any) -> str:
+    """What a refused value looks like, never what it says: a reason is logged and kept
+    with the dead letter, and a value may be personal data (the dead letter's body
+    keeps the original bytes for whoever may see them). For a string its length and
+    the kinds of character in its first 1,000 ("14 characters: digits, letters
+    (non-ASCII), spaces"; a longer scan would let a hostile value cost time), else its
+    type."""
+    if not isinstance(value, str):
+        return type(value).__name__
+    sample = value[:_SHAPE_SAMPLE_CHARS]
+    kinds = {
+        "digits": any(c.isdecimal() for c in sample),
+        "letters (ASCII)": any(c.isascii() and c.isalpha() for c in sample),
+        "letters (non-ASCII)": any(not c.isascii() and c.isalpha() for c in sample),
+        "spaces": any(c.isspace() for c in sample),
+        "other": any(not (c.isdecimal() or c.isalpha() or c.isspace()) for c in sample),
+    }
+    present = [kind for kind, found in kinds.items() if found]
+    length = f"{len(value)} character" + ("" if len(value) == 1 else "s")
+    return length + (f": {', '.join(present)}" if present else "")
+
+
 def parse_time(value: Any, key: str) -> datetime:
     """ISO 8601 (offset required, or 'Z') or Unix seconds; always returned in UTC."""
     if isinstance(value, datetime):
@@ -149,14 +175,17 @@ def parse_time(value: Any, key: str) -> datetime:
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise PermanentError(
-                f"field {key!r} is not ISO 8601: {value[:40]!r}", kind="bad_schema"
+            raise PermanentError(  # described, not quoted: it may be personal data
+                f"field {key!r} is not ISO 8601 (got {value_shape(value)})", kind="bad_schema"
             ) from None
     else:
         raise PermanentError(f"field {key!r} must be a time", kind="bad_schema")
     if parsed.tzinfo is None:
         raise PermanentError(f"field {key!r} has no UTC offset", kind="bad_schema")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before datetime.min in UTC
+        raise PermanentError(f"field {key!r} is out of range", kind="bad_schema") from None
 
 
 def _time(d: Mapping[str, Any], key: str, default: datetime) -> datetime:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from connectors.file_drop.config import CHANNEL_RE, FileDropOptions
-from ingest.codec import MAX_TEXT_CHARS, event_from_dict, parse_time
+from ingest.codec import MAX_TEXT_CHARS, event_from_dict, parse_time, value_shape
 from ingest.errors import PermanentError
 from ingest.model import FeedbackEvent, stable_id
 
@@ -86,20 +86,12 @@ def _text(value: Any, column: str) -> tuple[str, int]:
     return text[:MAX_TEXT_CHARS], len(text)
 
 
-def _shape(value: Any) -> str:
-    """What a refused value looks like without its content, for a reason that is logged:
-    the dead letter keeps the original bytes for whoever may see them."""
-    if isinstance(value, str):
-        return f"{len(value)} characters"
-    return type(value).__name__
-
-
 def _channel(value: Any, default: str) -> str:
     if value is None or value == "":
         return default
     if not isinstance(value, str) or not CHANNEL_RE.match(value.strip().lower()):
         raise PermanentError(  # the value is not quoted: it may be personal data
-            f"channel must be lower-case letters, digits and '_' (got {_shape(value)})",
+            f"channel must be lower-case letters, digits and '_' (got {value_shape(value)})",
             kind="bad_schema",
         )
     return value.strip().lower()
@@ -170,7 +162,7 @@ def _local_time(text: str, column: str) -> datetime:
         if not match:
             raise PermanentError(
                 f"column {column!r} is not a time (ISO 8601 or YYYY-MM-DD HH:MM:SS; "
-                f"got {_shape(text)})",
+                f"got {value_shape(text)})",
                 kind="bad_schema",
             ) from None
         year, month, day, hour, minute, second = (int(p) for p in match.groups(default="0"))

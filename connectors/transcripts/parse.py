@@ -25,7 +25,7 @@ from connectors.transcripts.call import Call, Refused, obj, opt_text
 from connectors.transcripts.config import DEAD_LETTER_BYTES, TranscriptsOptions
 from connectors.transcripts.signals import call_signals
 from ingest.abc import BadInput
-from ingest.codec import MAX_MESSAGE_BYTES, MAX_TEXT_CHARS, encode_event
+from ingest.codec import MAX_MESSAGE_BYTES, MAX_TEXT_CHARS, encode_event, value_shape
 from ingest.model import FeedbackEvent, Turn, stable_id
 from ingest.text_bytes import mostly_utf8_text
 
@@ -133,7 +133,7 @@ def _when(value: Any) -> datetime | None:
             return local.astimezone(UTC)
     except (ValueError, OverflowError, OSError):
         pass
-    raise Refused(f"started_at is not a time: {str(value)[:40]!r}", "bad_meta")
+    raise Refused(f"started_at is not a time ({value_shape(value)})", "bad_meta")
 
 
 def _apply_metadata(call: Call, meta: Mapping[str, Any]) -> None:

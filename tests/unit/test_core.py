@@ -138,6 +138,56 @@ def test_times_are_normalised_to_utc() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "shape"),
+    [
+        ("张三 13800138000", "14 characters: digits, letters (non-ASCII), spaces"),
+        ("zhang.san@example.com", "21 characters: letters (ASCII), other"),
+        ("2026-13-01T00:00:00+08:00", "25 characters: digits, letters (ASCII), other"),
+    ],
+)
+def test_a_refused_time_is_described_not_quoted(value: str, shape: str) -> None:
+    """parse_time's reason goes to the logs and the dead letter's reason: it says what
+    the value looks like (length, kinds of character), never the value itself (it
+    quoted up to 40 characters of it)."""
+    body = orjson.dumps(
+        {"schema": 1, "event": {"id": "a", "channel": "x", "text": "t", "received_at": value}}
+    )
+    with pytest.raises(PermanentError) as info:
+        decode_event(body)
+    reason = str(info.value)
+    assert reason == f"field 'received_at' is not ISO 8601 (got {shape})"
+    assert info.value.kind == "bad_schema"
+    assert not any(part in reason for part in ("13800138000", "张三", "zhang", "2026-13"))
+
+
+def test_a_time_before_the_first_utc_instant_is_a_permanent_error() -> None:
+    """0001-01-01T00:00:00+01:00 is before datetime.min in UTC: astimezone raised
+    OverflowError, which escaped decode_event instead of dead-lettering the message."""
+    body = orjson.dumps(
+        {
+            "schema": 1,
+            "event": {
+                "id": "a",
+                "channel": "x",
+                "text": "t",
+                "received_at": "0001-01-01T00:00:00+01:00",
+            },
+        }
+    )
+    with pytest.raises(PermanentError, match="out of range") as info:
+        decode_event(body)
+    assert info.value.kind == "bad_schema"
+
+
+def test_an_unknown_schema_is_described_not_quoted() -> None:
+    """The schema field is whatever the producer sent: the reason says its shape."""
+    with pytest.raises(PermanentError) as info:
+        decode_event(orjson.dumps({"schema": "张三 13800138000", "event": {}}))
+    assert "13800138000" not in str(info.value) and "张三" not in str(info.value)
+    assert "unknown schema (14 characters" in str(info.value)
+
+
 def test_numeric_vendor_ids_are_kept_as_strings() -> None:
     event = event_from_dict({"id": 9223372036854775807, "channel": "wechat", "text": "t"})
     assert event.id == "9223372036854775807"

@@ -315,6 +315,14 @@ def test_bad_input_is_refused_with_a_reason_and_its_original_bytes(
     assert (item.kind, says in item.reason) == (kind, True), item.reason
 
 
+def test_a_refused_start_time_is_described_not_quoted() -> None:
+    """The reason is logged: it said up to 40 characters of the value, which may be
+    personal data; it now says the value's shape."""
+    item = refused(generic(started_at="张三 13800138000"))
+    assert item.kind == "bad_meta" and "14 characters" in item.reason
+    assert "13800138000" not in item.reason and "张三" not in item.reason
+
+
 @pytest.mark.parametrize(
     "body",
     [
