@@ -64,9 +64,19 @@ class Connector(ABC):
     """A frozen dataclass of the connector's options, built by `ingest.options.parse_options`
     from its `[connectors.<name>]` table (minus `type`); it has a classmethod `example()`."""
 
+    channel: ClassVar[str] = ""
+    """The channel of this connector's events (`email`, `phone`, ...): a dead letter of
+    input that never became an event is labelled with it (`x-channel`, metrics), like
+    the events around it. Empty: labelled with the connector's name."""
+
     def __init__(self, name: str, options: Any) -> None:
         self.name = name
         self.options = options
+
+    @property
+    def input_channel(self) -> str:
+        """The channel a dead letter of this connector's input is labelled with."""
+        return self.channel or self.name
 
     @abstractmethod
     async def check(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from connectors.app_reviews.config import PollingOptions
 from connectors.app_reviews.cursor import Found, Watermark, unreported, watermark_batches
 from connectors.app_reviews.http import Answer, StoreHttp
-from connectors.app_reviews.parse import Page
+from connectors.app_reviews.parse import CHANNEL, Page
 from ingest.abc import BadInput, Batch, PullConnector
 from ingest.errors import ConfigError, PermanentError, TransientError
 from ingest.log import get_logger
@@ -25,6 +25,7 @@ class ReviewConnector(PullConnector):
     """Base of `app_store`, `google_play` and `huawei_appgallery`."""
 
     store: ClassVar[str]
+    channel = CHANNEL
 
     def __init__(self, name: str, options: Any) -> None:
         super().__init__(name, options)

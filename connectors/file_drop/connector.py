@@ -128,6 +128,12 @@ class FileDropConnector(PullConnector):
     """Reads JSON Lines and CSV exports dropped in a folder, oldest first."""
 
     type = "file_drop"
+
+    @property
+    def input_channel(self) -> str:
+        """A file's bad lines are labelled with the folder's default channel."""
+        return str(self.options.channel)
+
     description = (
         "JSON Lines / CSV exports dropped in a folder (web forms, questionnaires, "
         "historical complaints): live intake and backfill"

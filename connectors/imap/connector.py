@@ -90,6 +90,7 @@ class ImapConnector(PullConnector):
     """Reads a service mailbox over IMAP; never changes it unless `after_ingest` says so."""
 
     type = "imap"
+    channel = CHANNEL
     description = (
         "E-mail from a service mailbox over IMAP (TLS, password or XOAUTH2, IDLE): "
         "live intake and backfill, with quoted history, auto-replies and bounces removed"

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 from aiohttp import web
 
 from connectors.transcripts.config import DEAD_LETTER_BYTES, TranscriptsOptions
-from connectors.transcripts.parse import parse_transcript
+from connectors.transcripts.parse import CHANNEL, parse_transcript
 from connectors.transcripts.signing import verify
 from ingest import dropfolder
 from ingest.abc import BadInput, Batch, PullConnector, PushConnector, Route
@@ -54,6 +54,7 @@ class TranscriptsConnector(PullConnector, PushConnector):
     """Phone-call transcripts from a drop folder and a signed webhook."""
 
     type = "transcripts"
+    channel = CHANNEL
     description = (
         "phone-call transcripts (Alibaba recording-file recognition, Amazon Connect "
         "Contact Lens, generic JSON) from a drop folder and an HMAC-signed webhook"

@@ -29,6 +29,8 @@ from connectors.wechat.config import (
 )
 from connectors.wechat.crypto import CryptoError, MessageCrypto, signature_matches
 from connectors.wechat.parse import (
+    CHANNEL_OA,
+    CHANNEL_WECOM,
     KfNotice,
     parse_envelope,
     parse_oa_message,
@@ -154,6 +156,7 @@ class WechatConnector(_Callback):
     """Official Account message push: URL verification and messages, all three modes."""
 
     type: ClassVar[str] = "wechat"
+    channel = CHANNEL_OA
     description: ClassVar[str] = (
         "WeChat Official Account (公众号) message push: text, voice recognition, media "
         "and events, plaintext / compatible / safe mode"
@@ -249,6 +252,7 @@ class WecomConnector(_Callback):
     """WeCom customer service: the callback says "news for open_kfid"; `run()` pulls."""
 
     type: ClassVar[str] = "wecom"
+    channel = CHANNEL_WECOM
     description: ClassVar[str] = (
         "WeCom customer service (微信客服): encrypted callback, then sync_msg pulling "
         "with a cursor per customer-service account"

@@ -52,7 +52,11 @@ class Publisher:
         )
 
     async def publish(
-        self, connector: str, events: Sequence[FeedbackEvent], bad: Sequence[BadInput] = ()
+        self,
+        connector: str,
+        events: Sequence[FeedbackEvent],
+        bad: Sequence[BadInput] = (),
+        channel: str = "",
     ) -> None:
         """Return only when the broker has confirmed every message (raises TransientError)."""
         started = time.perf_counter()
@@ -62,7 +66,7 @@ class Publisher:
             for e in events:
                 telemetry.PUBLISHED.labels(e.channel, "connector").inc()
         for item in bad:
-            await self.publish_bad(connector, item)
+            await self.publish_bad(connector, item, channel)
         telemetry.LATENCY.labels("connector_publish").observe(time.perf_counter() - started)
 
     async def publish_bad(self, connector: str, item: BadInput, channel: str = "") -> None:

@@ -57,7 +57,9 @@ class PullScheduler:
         else:
             cursor = await self.cursors.load(connector.name)
         async for batch in connector.read(cursor):
-            await self.publisher.publish(connector.name, batch.events, batch.bad)
+            await self.publisher.publish(
+                connector.name, batch.events, batch.bad, connector.input_channel
+            )
             for event in batch.events:
                 telemetry.RECEIVED.labels(event.channel, connector.name).inc()
             if batch.cursor is not None:

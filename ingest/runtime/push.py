@@ -36,8 +36,16 @@ def base_path(connector: PushConnector) -> str:
 class WebhookIntake:
     """The `Intake` of one push connector."""
 
-    def __init__(self, connector: str, publisher: Publisher, cursors: CursorStore | None) -> None:
+    def __init__(
+        self,
+        connector: str,
+        publisher: Publisher,
+        cursors: CursorStore | None,
+        channel: str = "",
+    ) -> None:
         self.connector = connector
+        self.channel = channel
+        """Label of this connector's dead letters (`Connector.input_channel`)."""
         self.publisher = publisher
         self.cursors = cursors
         self.closed = False
@@ -49,7 +57,7 @@ class WebhookIntake:
     async def publish(self, events: Sequence[FeedbackEvent], bad: Sequence[BadInput] = ()) -> None:
         if self.closed:
             raise TransientError(f"{self.connector}: shutting down")
-        await self.publisher.publish(self.connector, events, bad)
+        await self.publisher.publish(self.connector, events, bad, self.channel)
         for event in events:
             telemetry.RECEIVED.labels(event.channel, self.connector).inc()
 
@@ -114,7 +122,7 @@ def mount(
     mounted = []
     intakes = []
     for connector in connectors:
-        intake = WebhookIntake(connector.name, publisher, cursors)
+        intake = WebhookIntake(connector.name, publisher, cursors, connector.input_channel)
         intakes.append(intake)
         connector.bind(intake)
         routes: Sequence[Route] = connector.routes()

@@ -65,8 +65,8 @@ async def test_healthz_readyz_and_metrics_of_a_running_worker(tmp_path: Path) ->
             "feedback_end_to_end_seconds_bucket",
         ):
             assert name in metrics, name
-        assert (
-            'feedback_dead_lettered_total{channel="forms",error="bad_json",'
+        assert (  # the folder's channel, as its good lines have, not the connector's name
+            'feedback_dead_lettered_total{channel="web_form",error="bad_json",'
             'stage="connector:forms"}' in metrics
         )
         assert 'feedback_processed_total{channel="web_form",stage="sink:sql_store"}' in metrics
