@@ -248,6 +248,11 @@ class WechatConnector(_Callback):
         return await self._once(timestamp, nonce, message, body, failure)
 
 
+KNOWN_ACCOUNTS_KEY = "~known_open_kfids"
+"""Cursor key of the accounts pulled before (an open_kfid is `wk` + letters and digits,
+so it never collides)."""
+
+
 class WecomConnector(_Callback):
     """WeCom customer service: the callback says "news for open_kfid"; `run()` pulls."""
 
@@ -267,6 +272,8 @@ class WecomConnector(_Callback):
         self._pending: dict[str, str] = {}
         """open_kfid → the newest callback token, for accounts waiting to be pulled."""
         self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._known: set[str] = set()
+        """Accounts pulled at least once, saved under KNOWN_ACCOUNTS_KEY."""
 
     async def check(self) -> None:
         """`gettoken` with the customer-service secret: a wrong secret is a ConfigError
@@ -359,9 +366,15 @@ class WecomConnector(_Callback):
             self._queue.put_nowait(notice.open_kfid)
 
     async def run(self) -> None:
-        """One pull at a time, so never two for the same account (single-flight)."""
+        """One pull at a time, so never two for the same account (single-flight).
+
+        At start every account pulled before and every `catch_up_open_kfids` one is
+        pulled once from its saved cursor: a callback answered just before the worker
+        stopped (or missed while it was down) queued its pull in memory only, and
+        WeCom sends no second callback for messages already announced."""
         loop = asyncio.get_running_loop()
-        for open_kfid in self.options.catch_up_open_kfids:  # callbacks missed while down
+        self._known = await self._load_known()
+        for open_kfid in [*self.options.catch_up_open_kfids, *sorted(self._known)]:
             self.schedule(KfNotice(open_kfid, ""))
         while True:
             open_kfid = await self._queue.get()
@@ -377,6 +390,21 @@ class WecomConnector(_Callback):
                 continue
             if unfinished:
                 self.schedule(KfNotice(open_kfid, token))
+            if open_kfid not in self._known:
+                self._known.add(open_kfid)
+                await self.intake.save_cursor(
+                    KNOWN_ACCOUNTS_KEY, orjson.dumps(sorted(self._known)).decode()
+                )
+
+    async def _load_known(self) -> set[str]:
+        saved = await self.intake.load_cursor(KNOWN_ACCOUNTS_KEY)
+        try:
+            known = orjson.loads(saved) if saved else []
+        except orjson.JSONDecodeError:
+            known = []
+        if not isinstance(known, list):
+            known = []
+        return {k for k in known if isinstance(k, str) and k}
 
     async def pull(self, open_kfid: str, token: str) -> bool:
         """Read pages after the saved cursor, publish each, then save its next_cursor.

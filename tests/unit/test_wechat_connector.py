@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from connectors.wechat.connector import WechatConnector, WecomConnector
+from connectors.wechat.connector import KNOWN_ACCOUNTS_KEY, WechatConnector, WecomConnector
 from connectors.wechat.crypto import MessageCrypto, signature
 from ingest.bus.base import Q_DEAD, Q_PROCESS
 from ingest.codec import decode_event
@@ -539,6 +539,55 @@ async def test_catch_up_accounts_are_pulled_at_start_from_their_saved_cursor(
 
     await run_until(connector, done)
     assert [e.native_id for e in await published(bus)] == ["M2"]
+    await connector.close()
+
+
+async def test_an_account_pulled_before_is_caught_up_at_start_without_configuration(
+    bus: ConfirmControlBus, api: FakeWecomApi
+) -> None:
+    """A callback answered just before a restart queued its pull in memory only, and WeCom
+    sends no second callback: every account pulled before is pulled again at start-up
+    from its saved cursor, with no `catch_up_open_kfids` to keep up to date."""
+    api.pages[OPEN_KFID] = make_pages([kf_text("M1", "额度")])
+    cursors = MemoryCursors()
+    first = wecom(api.url, catch_up_open_kfids=[OPEN_KFID])
+    first.bind(push.WebhookIntake("kf_main", _publisher(bus), cursors))
+
+    async def remembered() -> bool:
+        return f"kf_main:{KNOWN_ACCOUNTS_KEY}" in cursors.saved
+
+    await run_until(first, remembered)
+    await first.close()
+    assert [e.native_id for e in await published(bus)] == ["M1"]
+    cursor_after_m1 = cursors.saved[f"kf_main:{OPEN_KFID}"]
+
+    # the restart: M2 arrived and was announced, but the worker stopped before pulling
+    api.pages[OPEN_KFID] = make_pages([kf_text("M1", "额度")], [kf_text("M2", "还款失败")])
+    cursors.saved[f"kf_main:{OPEN_KFID}"] = cursor_after_m1
+    restarted = wecom(api.url)  # no catch_up_open_kfids
+    restarted.bind(push.WebhookIntake("kf_main", _publisher(bus), cursors))
+
+    async def m2_read() -> bool:
+        return cursors.saved[f"kf_main:{OPEN_KFID}"] != cursor_after_m1
+
+    await run_until(restarted, m2_read)
+    assert [e.native_id for e in await published(bus)] == ["M2"]
+    await restarted.close()
+
+
+async def test_a_damaged_list_of_known_accounts_is_ignored_not_fatal(
+    bus: ConfirmControlBus, api: FakeWecomApi
+) -> None:
+    api.pages[OPEN_KFID] = make_pages([kf_text("M1", "额度")])
+    cursors = MemoryCursors()
+    cursors.saved[f"kf_main:{KNOWN_ACCOUNTS_KEY}"] = '{"not": "a list"'
+    connector = wecom(api.url, catch_up_open_kfids=[OPEN_KFID])
+    connector.bind(push.WebhookIntake("kf_main", _publisher(bus), cursors))
+
+    async def repaired() -> bool:
+        return cursors.saved[f"kf_main:{KNOWN_ACCOUNTS_KEY}"] == f'["{OPEN_KFID}"]'
+
+    await run_until(connector, repaired)
     await connector.close()
 
 
