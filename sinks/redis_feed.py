@@ -338,13 +338,20 @@ class RedisFeed(DeskFeed):
     async def events(
         self, after: str = "0", count: int = 100, block_ms: int = 0
     ) -> list[FeedEvent]:
-        """XREAD after `after`; `block_ms` (capped at MAX_BLOCK_MS) waits for new ones."""
+        """XREAD after `after`; `block_ms` (capped at MAX_BLOCK_MS) waits for new ones.
+        ValueError for an `after` Redis does not take as a stream id (a client's
+        Last-Event-ID may be anything)."""
         block = min(block_ms, MAX_BLOCK_MS) if block_ms > 0 else None
         with redis_errors_as_transient():
-            reply = cast(
-                list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
-                await self._redis.xread({self.events_key: after}, count=count, block=block),
-            )
+            try:
+                reply = cast(
+                    list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
+                    await self._redis.xread({self.events_key: after}, count=count, block=block),
+                )
+            except redis_errors.ResponseError as exc:
+                if "stream ID" not in str(exc):
+                    raise
+                raise ValueError(f"not an event id of this feed: {after[:40]!r}") from None
         found: list[FeedEvent] = []
         for _stream, entries in reply or ():
             for raw_id, raw_fields in entries:

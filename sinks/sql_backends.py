@@ -103,21 +103,28 @@ def _without_nul(value: Any) -> Any:
     return value
 
 
+def _params(args: Sequence[Any]) -> list[Any]:
+    """Every text parameter without U+0000, reads as well as writes: a record id from a
+    URL (`/api/items/%00`) or an agent's note is matched or stored as the store writes
+    it (U+FFFD), instead of the server refusing the statement."""
+    return [_without_nul(arg) if isinstance(arg, str) else arg for arg in args]
+
+
 class _PgTx:
     def __init__(self, conn: Any) -> None:
         self.conn = conn
 
     async def execute(self, sql: str, *args: Any) -> int:
-        status: str = await self.conn.execute(numbered(sql), *args)
+        status: str = await self.conn.execute(numbered(sql), *_params(args))
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
-            await self.conn.executemany(numbered(sql), rows)
+            await self.conn.executemany(numbered(sql), [_params(row) for row in rows])
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        return [dict(row) for row in await self.conn.fetch(numbered(sql), *args)]
+        return [dict(row) for row in await self.conn.fetch(numbered(sql), *_params(args))]
 
     async def script(self, sql: str) -> None:
         # No arguments: the simple protocol runs many statements. A migration may build

@@ -292,7 +292,10 @@ class SqliteFeed(DeskFeed):
     async def events(
         self, after: str = "0", count: int = 100, block_ms: int = 0
     ) -> list[FeedEvent]:
-        """Rows after seq `after` ("$": after the newest now); `block_ms` polls for new ones."""
+        """Rows after seq `after` ("$": after the newest now); `block_ms` polls for new ones.
+        ValueError for an `after` that is no seq (a client's Last-Event-ID may be anything)."""
+        if after not in ("", "$") and not (after.isascii() and after.isdigit() and len(after) < 19):
+            raise ValueError(f"not an event id of this feed: {after[:40]!r}")
         await self.start()
         if after == "$":
             async with (

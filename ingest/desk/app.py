@@ -21,6 +21,7 @@ from ingest.desk.auth import Tokens, principal
 from ingest.desk.core import (
     STORE_RETRIES,
     Desk,
+    api_errors,
     bad_request,
     body,
     date_field,
@@ -41,10 +42,10 @@ from ingest.desk.present import (
     turns_view,
 )
 from ingest.desk.store import DeskStore
-from ingest.errors import ConfigError, PermanentError
+from ingest.errors import ConfigError, Conflict, PermanentError
 from ingest.log import get_logger
 from ingest.sealed import unseal
-from ingest.settings import Settings
+from ingest.settings import DeskSettings, Settings
 
 log = get_logger("ingest.desk")
 STATIC = Path(__file__).parent / "static"
@@ -63,6 +64,7 @@ def mount(app: web.Application, feed: Feed, store: Store, settings: Settings) ->
         raise ConfigError("roles", f"the desk needs a feed with desk operations, not {feed.name}")
     if not isinstance(store, DeskStore):
         raise ConfigError("store.url", f"the desk needs a store with outcomes, not {store.name}")
+    check_settings(settings.desk)
     tokens = Tokens(settings.desk.tokens)
     if not tokens:
         log.warning("desk_without_tokens", hint="add one: feedback-ingest desk token --role agent")
@@ -75,11 +77,30 @@ def mount(app: web.Application, feed: Feed, store: Store, settings: Settings) ->
     async def stop_hub(_: web.Application) -> None:
         await desk.hub.stop()  # ends every live stream, so shutdown does not wait on them
 
+    app.middlewares.append(api_errors)
     app.on_startup.append(start_hub)
     app.on_shutdown.append(stop_hub)
     add_api(app, desk)
     add_page(app)
     return desk
+
+
+LEASE_SECS_MAX = 30 * 86400
+HEARTBEAT_SECS_MAX = 3600.0
+
+
+def check_settings(desk: DeskSettings) -> None:
+    """Values that would fail every request (a lease of 0 s or past `timedelta`'s range:
+    a 500 per claim; a heartbeat of 0 or NaN: pings in a busy loop) fail the start."""
+    if not 1 <= desk.lease_secs <= LEASE_SECS_MAX:
+        raise ConfigError("desk.lease_secs", f"must be 1 to {LEASE_SECS_MAX} seconds")
+    if not 0 < desk.sse_heartbeat_secs <= HEARTBEAT_SECS_MAX:  # False for NaN too
+        raise ConfigError(
+            "desk.sse_heartbeat_secs", f"must be above 0, at most {HEARTBEAT_SECS_MAX}"
+        )
+    for key in ("feed_limit_max", "stats_days_max"):
+        if getattr(desk, key) < 1:
+            raise ConfigError(f"desk.{key}", "must be at least 1")
 
 
 def add_api(app: web.Application, desk: Desk) -> None:
@@ -160,12 +181,18 @@ def add_api(app: web.Application, desk: Desk) -> None:
     @route(desk, "agent")
     async def resolve(request: web.Request) -> web.StreamResponse:
         who, record_id = principal(request).name, request.match_info["id"]
-        data = await body(request)
+        data = await body(request, "code", "note", "satisfaction", "follow_up_on")
         code = text_field(data, "code", required=True, limit=64)
         note = text_field(data, "note")
         satisfaction = satisfaction_field(data)
         follow_up = date_field(data, "follow_up_on")
-        item = await feed.resolve(record_id, who, code, note)
+        try:
+            item = await feed.resolve(record_id, who, code, note)
+        except Conflict:
+            earlier = await resolved_without_outcome(desk, record_id, who)
+            if earlier is None:
+                raise
+            item = earlier
         desk.changed(item)
         stored = await record_outcome(desk, record_id, who, code, note, satisfaction, follow_up)
         return reply({"item": item_view(item), "stored": stored})
@@ -174,7 +201,7 @@ def add_api(app: web.Application, desk: Desk) -> None:
     async def survey(request: web.Request) -> web.StreamResponse:
         """The customer's answer at the follow-up visit (回访), after the resolution."""
         who, record_id = principal(request).name, request.match_info["id"]
-        data = await body(request)
+        data = await body(request, "satisfaction", "follow_up_on")
         satisfaction = satisfaction_field(data)
         follow_up = date_field(data, "follow_up_on")
         if satisfaction is None and follow_up is None:
@@ -188,7 +215,7 @@ def add_api(app: web.Application, desk: Desk) -> None:
     @route(desk, "supervisor")
     async def reassign(request: web.Request) -> web.StreamResponse:
         who, record_id = principal(request).name, request.match_info["id"]
-        to = text_field(await body(request), "to", required=True, limit=100)
+        to = text_field(await body(request, "to"), "to", required=True, limit=100)
         before = await feed.item(record_id)
         item = await feed.reassign(record_id, to, who)
         await audit(who, "reassigned", record_id, to=to, **{"from": before.owner if before else ""})
@@ -197,7 +224,7 @@ def add_api(app: web.Application, desk: Desk) -> None:
     @route(desk, "agent")
     async def escalate(request: web.Request) -> web.StreamResponse:
         who, record_id = principal(request).name, request.match_info["id"]
-        reason = text_field(await body(request), "reason", required=True, limit=500)
+        reason = text_field(await body(request, "reason"), "reason", required=True, limit=500)
         item = await feed.escalate(record_id, who, reason)
         await audit(who, "escalated", record_id, reason=reason)
         return answer(item)
@@ -263,6 +290,16 @@ def add_api(app: web.Application, desk: Desk) -> None:
     add.add_get("/api/stats", stats)
     add.add_get("/api/events", events)
     add.add_get("/api/openapi.json", spec)
+
+
+async def resolved_without_outcome(desk: Desk, record_id: str, who: str) -> DeskItem | None:
+    """The item if `who` resolved it in the feed but the store never got the outcome (it
+    was down, and that answer was a 503 "retry"): the retry stores it instead of a 409."""
+    item = await desk.feed.item(record_id)
+    if item is None or item.status != "resolved" or item.owner != who:
+        return None
+    outcome = await desk.store.outcome(record_id)
+    return item if outcome is not None and not outcome.resolution_code else None
 
 
 async def record_outcome(

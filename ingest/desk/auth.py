@@ -44,7 +44,10 @@ PRINCIPAL_KEY = web.RequestKey("desk_principal", Principal)
 
 
 def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    """SHA-256 of the token as UTF-8. A header that is not UTF-8 reaches us with its bad
+    bytes as lone surrogates: `surrogatepass` hashes them too, so such a token is just
+    unknown (401) instead of a UnicodeEncodeError (500) before authentication."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def new_token() -> str:
@@ -96,13 +99,18 @@ _HTTP_ERRORS: dict[int, type[web.HTTPException]] = {
 }
 
 
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+"""On every API answer: items and the contact view hold personal data that a shared
+call-centre PC must not keep in its browser cache, and JSON is never sniffed as HTML."""
+
+
 def http_error(status: int, error: str, reason: str, **headers: str) -> web.HTTPException:
     """An HTTP error with the desk's JSON body `{"error": …, "reason": …}`."""
     cls = _HTTP_ERRORS.get(status, web.HTTPInternalServerError)
     error_response: web.HTTPException = cls(
         text=orjson.dumps({"error": error, "reason": reason}).decode(),
         content_type="application/json",
-        headers=headers,
+        headers={**API_HEADERS, **headers},
     )
     return error_response
 

@@ -19,12 +19,13 @@ from aiohttp import web
 
 from ingest.abc import DeskFeed, DeskItem, FeedQuery
 from ingest.desk import sse
-from ingest.desk.auth import Role, Tokens, http_error, principal, requires
+from ingest.desk.auth import API_HEADERS, Role, Tokens, http_error, principal, requires
 from ingest.desk.stats import Bucket, StatRow, compute
 from ingest.desk.store import DeskStore
 from ingest.errors import Conflict, TransientError
 from ingest.log import get_logger
 from ingest.model import URGENCY_LEVELS, URGENCY_RANK
+from ingest.options import suggest
 from ingest.settings import Settings
 
 log = get_logger("ingest.desk")
@@ -53,11 +54,13 @@ class OpenFeedCache:
     async def get(
         self, key: tuple[Any, ...], read: Callable[[], Awaitable[list[DeskItem]]]
     ) -> list[DeskItem]:
-        loop = asyncio.get_running_loop()
+        now = asyncio.get_running_loop().time()
         hit = self._entries.get(key)
-        if hit is None or loop.time() - hit[0] >= self.ttl_secs:
-            hit = (loop.time(), asyncio.ensure_future(read()))
+        if hit is None or now - hit[0] >= self.ttl_secs:
+            self._entries.pop(key, None)  # re-inserted last: the dict stays in time order
+            hit = (now, asyncio.ensure_future(read()))
             self._entries[key] = hit
+            self._drop_stale(now)
         try:
             return await asyncio.shield(hit[1])
         except Exception:
@@ -65,8 +68,23 @@ class OpenFeedCache:
                 del self._entries[key]  # the next request tries again
             raise
 
+    def _drop_stale(self, now: float) -> None:
+        """Forget reads past their ttl, oldest first: a client cycling through filter
+        values (`?channel=a1`, `a2` …) must not grow the cache for as long as no one
+        claims anything."""
+        stale = []
+        for key, (at, _) in self._entries.items():
+            if now - at < self.ttl_secs:
+                break
+            stale.append(key)
+        for key in stale:
+            del self._entries[key]
+
     def clear(self) -> None:
         self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 @dataclass
@@ -91,7 +109,9 @@ class Desk:
 
 
 def reply(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=API_HEADERS
+    )
 
 
 def bad_request(reason: str) -> web.HTTPException:
@@ -122,7 +142,37 @@ def route(desk: Desk, role: Role) -> Callable[[Handler], Handler]:
     return wrap
 
 
-async def body(request: web.Request) -> dict[str, Any]:
+_AIOHTTP_ERRORS = {
+    404: ("not_found", "no such API route"),
+    405: ("method_not_allowed", "method not allowed here"),
+    413: ("too_large", ""),
+}
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Under `/api/` every error is the desk's JSON too: aiohttp's own answers (no such
+    route, wrong method, a body over `client_max_size`) are plain text otherwise."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if (
+            not request.path.startswith("/api/")
+            or exc.status < 400
+            or exc.content_type == "application/json"
+        ):
+            raise
+        error, reason = _AIOHTTP_ERRORS.get(exc.status, ("http_error", ""))
+        answer = reply({"error": error, "reason": reason or exc.text or exc.reason}, exc.status)
+        for name in ("Allow", "WWW-Authenticate"):
+            if name in exc.headers:
+                answer.headers[name] = exc.headers[name]
+        return answer
+
+
+async def body(request: web.Request, *fields: str) -> dict[str, Any]:
+    """The JSON object of the request; a key not in `fields` is a 400 that names it, so a
+    misspelt `satisfaction` is not silently dropped from a resolution (final once sent)."""
     if not request.can_read_body:
         return {}
     try:
@@ -131,6 +181,9 @@ async def body(request: web.Request) -> dict[str, Any]:
         raise bad_request("body is not JSON") from None
     if not isinstance(data, dict):
         raise bad_request("body must be a JSON object")
+    for key in data:
+        if key not in fields:
+            raise bad_request(f"unknown field {key[:64]!r}" + suggest(key[:64], fields))
     return data
 
 

@@ -50,7 +50,14 @@ def _body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return {
         "required": bool(required),
         "content": {
-            JSON: {"schema": {"type": "object", "properties": properties, "required": required}}
+            JSON: {
+                "schema": {
+                    "type": "object",
+                    "properties": properties,
+                    "required": required,
+                    "additionalProperties": False,  # an unknown field is a 400
+                }
+            }
         },
     }
 
@@ -322,6 +329,7 @@ PATHS: dict[str, Any] = {
             parameters=[
                 {"name": "Last-Event-ID", "in": "header", "required": False, "schema": STR}
             ],
+            errors=(400,),  # a Last-Event-ID that is no event id of this feed
         )
     },
     "/api/openapi.json": {

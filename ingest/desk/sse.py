@@ -21,6 +21,7 @@ import orjson
 from aiohttp import web
 
 from ingest.abc import DeskFeed, DeskItem, FeedEvent
+from ingest.desk.auth import http_error
 from ingest.desk.present import event_view
 from ingest.log import get_logger
 
@@ -152,7 +153,9 @@ def frame(event: FeedEvent) -> bytes:
 
 
 async def stream(request: web.Request, hub: EventHub, heartbeat_secs: float) -> web.StreamResponse:
-    """Resume after the `Last-Event-ID` header, else start with the next event."""
+    """Resume after the `Last-Event-ID` header, else start with the next event. The first
+    read of the catch-up comes before the 200, so an id the feed does not take is a 400."""
+    last = request.headers.get("Last-Event-ID", "")
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",
@@ -160,13 +163,17 @@ async def stream(request: web.Request, hub: EventHub, heartbeat_secs: float) -> 
             "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
         }
     )
-    await response.prepare(request)
-    await response.write(b"retry: %d\n\n" % RETRY_MS)
     queue = hub.subscribe()  # before catching up: nothing falls between the two
     try:
-        last = request.headers.get("Last-Event-ID", "")
+        try:
+            missed = await hub.feed.events(last, count=BATCH) if last else []
+        except ValueError:
+            reason = "Last-Event-ID is not an event id of this feed"
+            raise http_error(400, "bad_request", reason) from None
+        await response.prepare(request)
+        await response.write(b"retry: %d\n\n" % RETRY_MS)
         if last:
-            last = await _catch_up(response, hub.feed, last)
+            last = await _catch_up(response, hub.feed, last, missed)
         while True:
             try:
                 first = await asyncio.wait_for(queue.get(), heartbeat_secs)
@@ -196,12 +203,15 @@ async def stream(request: web.Request, hub: EventHub, heartbeat_secs: float) -> 
     return response
 
 
-async def _catch_up(response: web.StreamResponse, feed: DeskFeed, after: str) -> str:
-    """Send what the client missed, straight from the feed; returns the last id sent."""
+async def _catch_up(
+    response: web.StreamResponse, feed: DeskFeed, after: str, events: list[FeedEvent]
+) -> str:
+    """Send what the client missed, straight from the feed, starting with `events` (the
+    first read, after `after`); returns the last id sent."""
     while True:
-        events = await feed.events(after, count=BATCH)
         if events:
             await response.write(b"".join(frame(e) for e in events))
             after = events[-1].event_id
         if len(events) < BATCH:
             return after
+        events = await feed.events(after, count=BATCH)

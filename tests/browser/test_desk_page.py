@@ -152,3 +152,36 @@ async def test_supervisor_sees_statistics_with_charts(running_desk: Running) -> 
             await page.screenshot(path=str(ARTIFACTS / "desk_stats.png"), full_page=True)
         finally:
             await browser.close()
+
+
+async def test_the_page_drops_a_last_event_id_the_feed_refuses_and_goes_live_again(
+    running_desk: Running,
+) -> None:
+    """The page resumes the stream after the last event id it saw. An id the feed does not
+    know (the desk moved from the SQLite feed to Redis, whose ids look different) is a
+    400: the page must reconnect without it, not retry it every 3 s and stay offline."""
+    api = require_browser()
+    expect = api.expect
+    async with api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = await browser.new_page(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+        try:
+            await page.goto(f"{running_desk.base_url}/desk/")
+            await page.fill("#login-token", TOKENS["viewer"][2])
+            await page.click("#login-submit")
+            await expect(page.locator("#live")).to_have_text("● 实时")
+
+            await page.evaluate("() => { state.lastEventId = '1700000000000-3'; startStream(); }")
+            await expect(page.locator("#live")).to_have_text("● 重连中")
+            await expect(page.locator("#live")).to_have_text("● 实时", timeout=10_000)
+
+            fresh = dataclasses.replace(
+                running_desk.records[0], id="live-after-400", customer_ref="cref-live"
+            )
+            await running_desk.store.write([fresh])
+            await running_desk.feed.write([fresh])
+            await expect(page.locator('#feed [data-id="live-after-400"]')).to_have_count(
+                1, timeout=10_000
+            )
+        finally:
+            await browser.close()

@@ -558,3 +558,17 @@ async def test_events_block_until_something_happens(make_feed: MakeFeed) -> None
     started = time.perf_counter()
     assert await feed.events(after=got[-1].event_id, block_ms=200) == []
     assert time.perf_counter() - started >= 0.15
+
+
+async def test_events_after_something_that_is_no_event_id_raise_value_error(
+    make_feed: MakeFeed,
+) -> None:
+    """`after` comes from a client's Last-Event-ID: anything the feed cannot take is a
+    ValueError (the desk answers 400), not a Redis ResponseError, an int() error or a
+    SQLite OverflowError."""
+    feed = await make_feed()
+    await feed.write([rec(1)])
+    for after in ("abc", "9" * 40, "1-x", "-1-", "\u00b2", "1 2"):
+        with pytest.raises(ValueError, match="not an event id"):
+            await feed.events(after=after)
+    assert [e.type for e in await feed.events(after="0")] == ["new"]

@@ -181,3 +181,37 @@ async def test_a_store_made_before_migration_3_is_upgraded_in_place(
     assert await upgraded.get(make_record(1).id) == make_record(1)
     assert await upgraded.outcome(make_record(1).id) == Outcome()
     await upgraded.record_satisfaction(make_record(1).id, 5, "agent-7")
+
+
+async def test_desk_reads_and_writes_with_nul_characters_never_fail_the_database(
+    store_env: StoreHarness,
+) -> None:
+    """Any client can put %00 in a path id or U+0000 in a resolution note. PostgreSQL text
+    cannot hold it: before, every such read or write was a database error (a 500 for a
+    viewer's GET, and a resolution lost after the feed had already closed the item).
+    Ids and text are taken as the store writes them (U+FFFD on PostgreSQL)."""
+    store = await store_env.open()
+    record = make_record(1, customer_ref="cust\x00a")
+    await store.write([record])
+    nul = "\ufffd" if store.dialect == "postgresql" else "\x00"
+
+    assert await store.get("sample\x00") is None
+    assert await store.outcome("sample\x00") is None
+    assert await store.audit("sample\x00") == []
+    assert [r.id for r in await store.customer_records("cust\x00a")] == [record.id]
+    with pytest.raises(KeyError):
+        await store.record_satisfaction("sample\x00", 3, "agent-7")
+
+    await store.record_resolution(record.id, "done\x00", "退款\x00完成", "agent\x007")
+    await store.record_contact_view("agent-7", record.id, ["author"], reason="回访\x00")
+
+    outcome = await store.outcome(record.id)
+    assert outcome is not None
+    assert (outcome.resolution_code, outcome.resolution_note, outcome.resolved_by) == (
+        f"done{nul}",
+        f"退款{nul}完成",
+        f"agent{nul}7",
+    )
+    actions = {e["action"]: e for e in await store.audit(record.id)}
+    assert actions["viewed_contact"]["detail"]["reason"] == f"回访{nul}"
+    assert actions["resolved"]["actor"] == f"agent{nul}7"

@@ -413,6 +413,9 @@ async function startStream() {
       if (state.lastEventId) headers["Last-Event-ID"] = state.lastEventId;
       const response = await fetch("/api/events", { headers, signal: controller.signal });
       if (response.status === 401) { logout("令牌无效或已失效，请重新登录"); return; }
+      // 400: the feed does not know our last id (e.g. it moved to another backend):
+      // reconnect without it and reload the lists instead of retrying it forever
+      if (response.status === 400) { state.lastEventId = ""; scheduleRefresh(0); }
       if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
       setLive(true);
       await readStream(response.body.getReader());
