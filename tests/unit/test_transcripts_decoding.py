@@ -13,51 +13,25 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import replace
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.transcripts.config import DEAD_LETTER_BYTES, TranscriptsOptions
-from connectors.transcripts.parse import parse_transcript
-from ingest.model import FeedbackEvent
-from ingest.options import parse_options
+from tests.unit.test_transcripts import (
+    ALIBABA,
+    ALIBABA_V2,
+    CL_110,
+    CL_2022,
+    GENERIC,
+    NOW,
+    fixture,
+    one,
+    opts,
+    refused,
+)
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "transcripts"
-ALIBABA = "alibaba_getresult_dual.json"
-ALIBABA_V2 = "alibaba_callback_v2.json"
-CL_110 = "6f1b3c2e-8d4a-4b9e-9c1f-2a7e5d0b3c41_analysis_2024-03-02T03:41:09Z.json"
-CL_2022 = "0e4c7a91-3f2b-4d8e-a6c5-9b1d2e3f4a5b_analysis_redacted_2024-03-03T01:30:44Z.json"
-GENERIC = "generic_collection_call.json"
-NOW = datetime(2024, 3, 5, 8, 0, tzinfo=UTC)
 STOLEN = "你好，我的信用卡昨天晚上被人盗刷了三笔，一共两万多块，我人一直在上海，卡也在我手上。"
 """The customer's first sentence in the Alibaba fixture."""
-
-
-def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
-
-
-def opts(**overrides: Any) -> TranscriptsOptions:
-    table = {"source": "95588信用卡中心", "path": "/srv/transcripts", **overrides}
-    return parse_options(TranscriptsOptions, table, "connectors.calls")
-
-
-def one(data: bytes, options: TranscriptsOptions | None = None, **kwargs: Any) -> FeedbackEvent:
-    events, bad = parse_transcript(data, options or opts(), received_at=NOW, **kwargs)
-    assert not bad, [b.reason for b in bad]
-    (event,) = events
-    return event
-
-
-def refused(data: bytes) -> Any:
-    events, bad = parse_transcript(data, opts(), received_at=NOW)
-    assert events == [], "accepted although it should be refused"
-    (item,) = bad
-    assert item.raw == data[:DEAD_LETTER_BYTES]
-    return item
 
 
 def damaged(at: str, junk: bytes = b"\x92", cut: bool = False) -> bytes:
