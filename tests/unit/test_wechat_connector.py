@@ -425,6 +425,15 @@ def wecom(api_base: str, **extra: Any) -> WecomConnector:
     return WecomConnector("kf_main", options)
 
 
+def pulling(
+    api_base: str, bus: ConfirmControlBus, cursors: MemoryCursors, **extra: Any
+) -> WecomConnector:
+    """A `kf_main` connector bound to an intake on `bus` with `cursors`, ready to pull."""
+    connector = wecom(api_base, **extra)
+    connector.bind(push.WebhookIntake("kf_main", _publisher(bus), cursors))
+    return connector
+
+
 async def test_wecom_url_verification_with_tencents_published_vector(
     bus: ConfirmControlBus,
 ) -> None:
@@ -493,8 +502,7 @@ async def test_expired_access_token_is_refreshed_once(
     bus: ConfirmControlBus, api: FakeWecomApi
 ) -> None:
     api.pages[OPEN_KFID] = make_pages([kf_text("M1", "额度")])
-    connector = wecom(api.url)
-    connector.bind(push.WebhookIntake("kf_main", _publisher(bus), MemoryCursors()))
+    connector = pulling(api.url, bus, MemoryCursors())
     await connector.api.access_token()
     api.expire_token()
     assert await connector.pull(OPEN_KFID, "") is False
@@ -507,9 +515,8 @@ async def test_burst_of_callbacks_is_one_pull_per_account(
     bus: ConfirmControlBus, api: FakeWecomApi
 ) -> None:
     api.pages[OPEN_KFID] = make_pages([kf_text("M1", "额度")])
-    connector = wecom(api.url)
     cursors = MemoryCursors()
-    connector.bind(push.WebhookIntake("kf_main", _publisher(bus), cursors))
+    connector = pulling(api.url, bus, cursors)
     from connectors.wechat.parse import KfNotice
 
     for i in range(20):
@@ -529,10 +536,9 @@ async def test_catch_up_accounts_are_pulled_at_start_from_their_saved_cursor(
 ) -> None:
     """A callback missed while the worker was down: the start-up pull finds its messages."""
     api.pages[OPEN_KFID] = make_pages([kf_text("M1", "额度")], [kf_text("M2", "还款失败")])
-    connector = wecom(api.url, catch_up_open_kfids=[OPEN_KFID])
     cursors = MemoryCursors()
     cursors.saved[f"kf_main:{OPEN_KFID}"] = "CURSOR_1"  # M1 was read before the restart
-    connector.bind(push.WebhookIntake("kf_main", _publisher(bus), cursors))
+    connector = pulling(api.url, bus, cursors, catch_up_open_kfids=[OPEN_KFID])
 
     async def done() -> bool:
         return cursors.saved[f"kf_main:{OPEN_KFID}"] == "CURSOR_2"
@@ -550,8 +556,7 @@ async def test_an_account_pulled_before_is_caught_up_at_start_without_configurat
     from its saved cursor, with no `catch_up_open_kfids` to keep up to date."""
     api.pages[OPEN_KFID] = make_pages([kf_text("M1", "额度")])
     cursors = MemoryCursors()
-    first = wecom(api.url, catch_up_open_kfids=[OPEN_KFID])
-    first.bind(push.WebhookIntake("kf_main", _publisher(bus), cursors))
+    first = pulling(api.url, bus, cursors, catch_up_open_kfids=[OPEN_KFID])
 
     async def remembered() -> bool:
         return f"kf_main:{KNOWN_ACCOUNTS_KEY}" in cursors.saved
@@ -564,8 +569,7 @@ async def test_an_account_pulled_before_is_caught_up_at_start_without_configurat
     # the restart: M2 arrived and was announced, but the worker stopped before pulling
     api.pages[OPEN_KFID] = make_pages([kf_text("M1", "额度")], [kf_text("M2", "还款失败")])
     cursors.saved[f"kf_main:{OPEN_KFID}"] = cursor_after_m1
-    restarted = wecom(api.url)  # no catch_up_open_kfids
-    restarted.bind(push.WebhookIntake("kf_main", _publisher(bus), cursors))
+    restarted = pulling(api.url, bus, cursors)  # no catch_up_open_kfids
 
     async def m2_read() -> bool:
         return cursors.saved[f"kf_main:{OPEN_KFID}"] != cursor_after_m1
@@ -581,8 +585,7 @@ async def test_a_damaged_list_of_known_accounts_is_ignored_not_fatal(
     api.pages[OPEN_KFID] = make_pages([kf_text("M1", "额度")])
     cursors = MemoryCursors()
     cursors.saved[f"kf_main:{KNOWN_ACCOUNTS_KEY}"] = '{"not": "a list"'
-    connector = wecom(api.url, catch_up_open_kfids=[OPEN_KFID])
-    connector.bind(push.WebhookIntake("kf_main", _publisher(bus), cursors))
+    connector = pulling(api.url, bus, cursors, catch_up_open_kfids=[OPEN_KFID])
 
     async def repaired() -> bool:
         return cursors.saved[f"kf_main:{KNOWN_ACCOUNTS_KEY}"] == f'["{OPEN_KFID}"]'
