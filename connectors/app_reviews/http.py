@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from ingest.bounded_body import TooLarge, read_at_most
 from ingest.errors import TransientError
 from ingest.log import get_logger
 
@@ -44,7 +45,6 @@ with its metadata. Even 10 KB per review (several thousand characters, or Chines
 escaped as \\uXXXX, 6 bytes a character) makes a 2 MB page: 8 MiB leaves four times
 that, and stops a broken or hostile endpoint (or proxy) from filling the worker's
 memory. The `max_response_bytes` option changes it."""
-READ_CHUNK_BYTES = 64 << 10
 
 log = get_logger("connectors.app_reviews")
 
@@ -174,18 +174,16 @@ class StoreHttp:
         declared length over the cap is refused before reading anything; a chunked or
         compressed one is cut off as soon as it passes (leaving the block closes the
         connection instead of reading the rest)."""
-        cap = self.max_response_bytes
-        declared = response.content_length
-        if declared is not None and declared > cap:
-            raise self._too_large(response.status, f"it declares {declared} bytes, none read")
-        body = bytearray()
-        async for chunk in response.content.iter_chunked(READ_CHUNK_BYTES):
-            body += chunk
-            if len(body) > cap:
-                raise self._too_large(
-                    response.status, f"cut off after {len(body)} bytes, the rest not read"
-                )
-        return bytes(body)
+        try:
+            return await read_at_most(
+                response.content, response.content_length, self.max_response_bytes
+            )
+        except TooLarge as exc:
+            if exc.read:
+                detail = f"cut off after {exc.size} bytes, the rest not read"
+            else:
+                detail = f"it declares {exc.size} bytes, none read"
+            raise self._too_large(response.status, detail) from None
 
     def _too_large(self, status: int, detail: str) -> AnswerTooLarge:
         return AnswerTooLarge(

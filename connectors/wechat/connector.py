@@ -39,6 +39,7 @@ from connectors.wechat.parse import (
 )
 from connectors.wechat.replay import NonceMemory
 from ingest.abc import BadInput, PushConnector, Route
+from ingest.bounded_body import TooLarge, read_at_most
 from ingest.errors import PermanentError, Rejected
 from ingest.log import get_logger
 from ingest.model import FeedbackEvent
@@ -60,14 +61,10 @@ def raw_query(request: web.Request) -> dict[str, str]:
 async def read_body(request: web.Request, limit: int = MAX_CALLBACK_BYTES) -> bytes:
     """The request body, refused (413, like the web app's own 2 MiB limit, which is far
     above any callback) as soon as it is over `limit` bytes, after decompression."""
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    body = bytearray()
-    async for chunk in request.content.iter_any():
-        body += chunk
-        if len(body) > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
-    return bytes(body)
+    try:
+        return await read_at_most(request.content, request.content_length, limit)
+    except TooLarge as exc:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=exc.size) from None
 
 
 @dataclass(frozen=True, slots=True)
