@@ -132,7 +132,7 @@ class FileDropConnector(PullConnector):
     @property
     def input_channel(self) -> str:
         """A file's bad lines are labelled with the folder's default channel."""
-        return str(self.options.channel)
+        return self.options.channel
 
     description = (
         "JSON Lines / CSV exports dropped in a folder (web forms, questionnaires, "
